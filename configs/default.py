@@ -1,0 +1,114 @@
+"""Base config: every key a run can set, with the defaults of the 2021 reference code.
+
+This config is the schema: experiment files start from `get_default_config()` and change only
+what differs, and an override of a key that is not here is an error (the config is locked).
+"""
+import ml_collections
+
+
+def get_default_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.seed = 42
+
+    config.training = training = ml_collections.ConfigDict()
+    training.sde = "vpsde"  # vpsde | subvpsde | vesde
+    training.loss = "dsm"  # dsm (continuous) | ddpm | smld (discrete) | edm
+    training.continuous = True
+    training.reduce_mean = False
+    training.likelihood_weighting = False
+    training.importance_sampling = False
+    training.eps = 1e-5  # smallest t of the continuous loss
+    training.batch_size = 128
+    training.n_iters = 1_300_001
+    training.n_jitted_steps = 1
+    training.log_freq = 50
+    training.eval_freq = 100
+    training.snapshot_freq = 50_000
+    training.snapshot_freq_for_preemption = 10_000
+    training.snapshot_sampling = True
+    training.keep_checkpoints = 5
+
+    config.sampling = sampling = ml_collections.ConfigDict()
+    sampling.method = "pc"
+    sampling.predictor = "euler_maruyama"
+    sampling.corrector = "none"
+    sampling.snr = 0.16
+    sampling.n_steps_each = 1
+    sampling.noise_removal = True
+    sampling.probability_flow = False
+    sampling.eps = 1e-3  # final time of the reverse process
+    sampling.num_steps = 0  # 0: the SDE's N
+    sampling.rtol = 1e-5
+    sampling.atol = 1e-5
+    sampling.batch_size = 64
+
+    config.eval = evaluate = ml_collections.ConfigDict()
+    evaluate.batch_size = 256
+    evaluate.num_samples = 1024
+    evaluate.enable_sampling = True
+    evaluate.enable_bpd = True
+    evaluate.enable_loss = True
+    evaluate.bpd_dataset = "test"
+    evaluate.num_probes = 1
+    evaluate.checkpoint = 0  # 0: the latest
+
+    config.data = data = ml_collections.ConfigDict()
+    data.dataset = "digits"
+    data.data_dir = ""  # TFDS data_dir; empty: the TFDS default
+    data.image_size = 8
+    data.num_channels = 1
+    data.random_flip = False
+    data.centered = False
+    data.uniform_dequantization = False
+    data.num_workers = 0
+
+    config.model = model = ml_collections.ConfigDict()
+    model.name = "ncsnpp"
+    # SDE parameters (kept in the model section, as in the 2021 code)
+    model.sigma_min = 0.01
+    model.sigma_max = 50.0
+    model.num_scales = 1000
+    model.beta_min = 0.1
+    model.beta_max = 20.0
+    # Parametrisation and conditioning
+    model.scale_by_sigma = False
+    model.precond = "none"  # none | edm | vp | ve
+    model.sigma_data = 0.5
+    model.ema_rate = 0.9999
+    model.ema_warmup = False
+    model.compute_dtype = "float32"  # float32 | bfloat16
+    # Architecture (NCSN++ / DDPM++ options; other networks read the subset they use)
+    model.nf = 128
+    model.ch_mult = (1, 2, 2, 2)
+    model.num_res_blocks = 2
+    model.attn_resolutions = (16,)
+    model.dropout = 0.1
+    model.resamp_with_conv = True
+    model.conditional = True
+    model.normalization = "GroupNorm"
+    model.nonlinearity = "swish"
+    model.fir = False
+    model.fir_kernel = (1, 3, 3, 1)
+    model.skip_rescale = True
+    model.resblock_type = "biggan"  # ddpm | biggan
+    model.progressive = "none"  # none | output_skip | residual
+    model.progressive_input = "none"  # none | input_skip | residual
+    model.progressive_combine = "sum"  # sum | cat
+    model.attention_type = "ddpm"
+    model.embedding_type = "positional"  # fourier | positional
+    model.fourier_scale = 16.0
+    model.init_scale = 0.0
+    model.conv_size = 3
+    model.hidden_dims = (128, 128, 128)  # mlp only
+
+    config.optim = optim = ml_collections.ConfigDict()
+    optim.optimizer = "Adam"
+    optim.lr = 2e-4
+    optim.beta1 = 0.9
+    optim.eps = 1e-8
+    optim.weight_decay = 0.0
+    optim.warmup = 5000
+    optim.grad_clip = 1.0
+
+    config.lock()
+    return config
