@@ -8,11 +8,13 @@ Public API:
   `score_from_denoiser`, `denoiser_from_score`, `score_from_sigma_scaled`.
 - Preconditioning: `EDMPrecond`, `VPPrecond`, `VEPrecond`.
 - Losses: `DSMLoss`, `DDPMLoss`, `SMLDLoss`, `EDMLoss`.
+- Closed forms for testing and toy data: `GaussianMixture`, `gaussian` (exact p_t, score, samples).
 """
 import dataclasses
 
 from sde_lib.base import SDE, Array, ReverseSDE, ScoreFn, batch_broadcast, gaussian_logp
 from sde_lib.beta_schedule import BetaScheduleSDE
+from sde_lib.closed_form import GaussianMixture, gaussian
 from sde_lib.edm_loss import EDMLoss
 from sde_lib.losses import DDPMLoss, DSMLoss, SMLDLoss, reduce_per_example
 from sde_lib.parametrization import (
@@ -49,9 +51,9 @@ def build_sde(name: str, **kwargs) -> SDE:
 
 __all__ = [
     "SDE", "SDES", "Array", "BetaScheduleSDE", "DDPMLoss", "DSMLoss", "DenoiserFn", "EDMLoss",
-    "EDMPrecond", "Preconditioning", "Registry", "ReverseSDE", "SMLDLoss", "ScoreFn", "VEPrecond",
+    "EDMPrecond", "GaussianMixture", "Preconditioning", "Registry", "ReverseSDE", "SMLDLoss", "ScoreFn", "VEPrecond",
     "VESDE", "VPPrecond", "VPSDE", "batch_broadcast", "build_sde", "data_from_score",
-    "denoiser_from_score", "eps_from_score", "gaussian_logp", "reduce_per_example",
+    "denoiser_from_score", "eps_from_score", "gaussian", "gaussian_logp", "reduce_per_example",
     "score_from_data", "score_from_denoiser", "score_from_eps", "score_from_sigma_scaled",
     "subVPSDE",
 ]
