@@ -1,0 +1,139 @@
+"""FIR up/down-sampling (Karras et al. 2020, "StyleGAN2"; used by NCSN++, Song et al. 2021).
+
+Resampling filters the signal with a separable low-pass kernel (default [1, 3, 3, 1]) instead
+of nearest-neighbour copies or box averaging, which reduces aliasing. All maps are NHWC,
+`[B, H, W, C]`; upsampling doubles H and W, downsampling halves them.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from models.layers import conv3x3, default_init
+
+Dtype = Any
+
+
+def _kernel_2d(kernel: Sequence[float]) -> np.ndarray:
+    k = np.asarray(kernel, dtype=np.float64)
+    if k.ndim == 1:
+        k = np.outer(k, k)
+    return k / k.sum()
+
+
+def upfirdn2d(x: jax.Array, kernel: np.ndarray, *, up: int = 1, down: int = 1,
+              pad: tuple[int, int] = (0, 0)) -> jax.Array:
+    """Zero-insert by `up`, pad, convolve each channel with `kernel`, keep every `down`-th pixel."""
+    C = x.shape[-1]
+    kh, kw = kernel.shape
+    # true convolution: flip the kernel; one copy per channel (depthwise)
+    w = jnp.asarray(np.tile(kernel[::-1, ::-1, None, None], (1, 1, 1, C)), x.dtype)
+    # lhs_dilation inserts up-1 zeros between pixels, not after the last one: pad those too
+    padding = [(pad[0], pad[1] + up - 1)] * 2
+    return jax.lax.conv_general_dilated(
+        x, w, window_strides=(down, down), padding=padding, lhs_dilation=(up, up),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=C)
+
+
+def upsample_2d(x: jax.Array, kernel: Sequence[float] = (1, 3, 3, 1), factor: int = 2) -> jax.Array:
+    """FIR upsampling by `factor`: `[B, H, W, C] -> [B, fH, fW, C]`."""
+    k = _kernel_2d(kernel) * factor**2
+    p = k.shape[0] - factor
+    return upfirdn2d(x, k, up=factor, pad=((p + 1) // 2 + factor - 1, p // 2))
+
+
+def downsample_2d(x: jax.Array, kernel: Sequence[float] = (1, 3, 3, 1), factor: int = 2) -> jax.Array:
+    """FIR downsampling by `factor`: `[B, H, W, C] -> [B, H/f, W/f, C]`."""
+    k = _kernel_2d(kernel)
+    p = k.shape[0] - factor
+    return upfirdn2d(x, k, down=factor, pad=((p + 1) // 2, p // 2))
+
+
+def naive_upsample_2d(x: jax.Array, factor: int = 2) -> jax.Array:
+    return jnp.repeat(jnp.repeat(x, factor, axis=1), factor, axis=2)
+
+
+def naive_downsample_2d(x: jax.Array, factor: int = 2) -> jax.Array:
+    B, H, W, C = x.shape
+    return x.reshape(B, H // factor, factor, W // factor, factor, C).mean(axis=(2, 4))
+
+
+class FIRConv(nn.Module):
+    """A 3x3 convolution fused with FIR resampling (StyleGAN2's `upsample_conv_2d` /
+    `conv_downsample_2d`): `up` is a stride-2 transposed conv followed by the FIR filter,
+    `down` the FIR filter followed by a stride-2 conv."""
+
+    features: int
+    up: bool = False
+    down: bool = False
+    kernel: tuple[float, ...] = (1, 3, 3, 1)
+    init_scale: float = 1.0
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        w = self.param("kernel", default_init(self.init_scale), (3, 3, x.shape[-1], self.features))
+        b = self.param("bias", nn.initializers.zeros, (self.features,))
+        w = w.astype(self.dtype)
+        dn = ("NHWC", "HWIO", "NHWC")
+        if self.up:
+            # transposed stride-2 conv: [H, W] -> [2H + 1, 2W + 1], then filter back to [2H, 2W]
+            h = jax.lax.conv_general_dilated(x, w[::-1, ::-1], (1, 1), [(2, 2), (2, 2)],
+                                             lhs_dilation=(2, 2), dimension_numbers=dn)
+            k = _kernel_2d(self.kernel) * 4
+            p = k.shape[0] - 2 - 2
+            h = upfirdn2d(h, k, pad=((p + 1) // 2 + 1, p // 2 + 1))
+        elif self.down:
+            k = _kernel_2d(self.kernel)
+            p = k.shape[0] - 2 + 2
+            h = upfirdn2d(x, k, pad=((p + 1) // 2, p // 2))
+            h = jax.lax.conv_general_dilated(h, w, (2, 2), "VALID", dimension_numbers=dn)
+        else:
+            h = jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=dn)
+        return h + b.astype(self.dtype)
+
+
+class Upsample(nn.Module):
+    """x2 upsampling: nearest or FIR, optionally with a 3x3 conv to `out_ch` channels."""
+
+    out_ch: int | None = None
+    with_conv: bool = False
+    fir: bool = False
+    fir_kernel: tuple[float, ...] = (1, 3, 3, 1)
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        out_ch = self.out_ch or x.shape[-1]
+        if self.fir:
+            if self.with_conv:
+                return FIRConv(out_ch, up=True, kernel=self.fir_kernel, dtype=self.dtype)(x)
+            return upsample_2d(x, self.fir_kernel)
+        h = naive_upsample_2d(x)
+        return conv3x3(h, out_ch, dtype=self.dtype) if self.with_conv else h
+
+
+class Downsample(nn.Module):
+    """/2 downsampling: average pooling or FIR, optionally with a conv to `out_ch` channels."""
+
+    out_ch: int | None = None
+    with_conv: bool = False
+    fir: bool = False
+    fir_kernel: tuple[float, ...] = (1, 3, 3, 1)
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        out_ch = self.out_ch or x.shape[-1]
+        if self.fir:
+            if self.with_conv:
+                return FIRConv(out_ch, down=True, kernel=self.fir_kernel, dtype=self.dtype)(x)
+            return downsample_2d(x, self.fir_kernel)
+        if self.with_conv:
+            return conv3x3(x, out_ch, stride=2, dtype=self.dtype)
+        return naive_downsample_2d(x)

@@ -1,0 +1,90 @@
+"""From a network's raw output to the framework's `score_fn(x, t)`, with the noise-conditioning
+conventions of the 2021 score-SDE code (Song et al. 2021, appendix C and H):
+
+| SDE          | continuous              | discrete                                   |
+|--------------|-------------------------|--------------------------------------------|
+| VP, sub-VP   | label 999 t, eps output | label = step index i (VP); std of DDPM step |
+| VE           | label sigma(t)          | label = round((T - t)(N - 1)), the index of sigma in the descending SMLD list |
+
+VP / sub-VP networks predict eps, so score = -out / std. VE networks predict the score; with
+`scale_by_sigma` they predict std * score and are divided by the noise level (by the network
+itself when it has sigma as its label, `output_divided_by_sigma`, otherwise here).
+"""
+from __future__ import annotations
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+import sde_lib
+from models.apply import get_model_fn
+from models.preconditioning import get_denoiser_fn
+from sde_lib import SDE, Array, ScoreFn, batch_broadcast
+
+
+def noise_labels(sde: SDE, t: Array, continuous: bool) -> Array:
+    """The label the network is conditioned on at time `t: [B]` (see the module table)."""
+    if isinstance(sde, sde_lib.subVPSDE) or (isinstance(sde, sde_lib.VPSDE) and continuous):
+        return 999.0 * t
+    if isinstance(sde, sde_lib.VPSDE):
+        return sde.timestep_index(t).astype(jnp.float32)
+    if isinstance(sde, sde_lib.VESDE):
+        if continuous:
+            return sde.marginal_std(t)
+        return jnp.round((sde.T - t) * (sde.N - 1)).astype(jnp.int32)
+    raise TypeError(f"no noise-label convention for {type(sde).__name__}")
+
+
+def _divide_by_std(out: Array, std: Array) -> Array:
+    return out / batch_broadcast(std.astype(out.dtype), out)
+
+
+def get_score_fn(sde: SDE, model: nn.Module, params, *, train: bool, continuous: bool,
+                 dropout_rng: Array | None = None,
+                 precond: sde_lib.Preconditioning | None = None) -> ScoreFn:
+    """`score_fn(x: [B, ...], t: [B]) -> [B, ...]` of a network under the reference conventions.
+
+    With `precond` (EDM-style preconditioning) the network is a raw backbone of a denoiser and
+    the score comes from `sde_lib.score_from_denoiser`, for any SDE.
+    """
+    if precond is not None:
+        denoiser = get_denoiser_fn(model, params, precond, train=train, dropout_rng=dropout_rng)
+        return sde_lib.score_from_denoiser(sde, denoiser)
+
+    model_fn = get_model_fn(model, params, train=train, dropout_rng=dropout_rng)
+    scale_here = bool(getattr(model, "scale_by_sigma", False)) and not getattr(model, "output_divided_by_sigma", False)
+
+    if isinstance(sde, sde_lib.BetaScheduleSDE):
+        if getattr(model, "scale_by_sigma", False):
+            raise ValueError("scale_by_sigma is for VE score networks; VP / sub-VP networks predict eps "
+                             "(set config.model.scale_by_sigma=False)")
+        if continuous or isinstance(sde, sde_lib.subVPSDE):
+            def eps_fn(x, t):
+                return model_fn(x, noise_labels(sde, t, continuous=True))
+
+            return sde_lib.score_from_eps(sde, eps_fn)
+
+        def score_fn(x, t):
+            i = sde.timestep_index(t)
+            std = jnp.sqrt(1.0 - jnp.asarray(sde.alphas_cumprod, jnp.float32))[i]
+            return -_divide_by_std(model_fn(x, i.astype(jnp.float32)), std)
+
+        return score_fn
+
+    if isinstance(sde, sde_lib.VESDE):
+        if continuous:
+            def out_fn(x, t):
+                return model_fn(x, noise_labels(sde, t, continuous=True))
+
+            return sde_lib.score_from_sigma_scaled(sde, out_fn) if scale_here else out_fn
+
+        def score_fn(x, t):
+            labels = noise_labels(sde, t, continuous=False)
+            out = model_fn(x, labels)
+            if scale_here:
+                sigmas_descending = jnp.asarray(sde.discrete_sigmas[::-1], jnp.float32)
+                out = _divide_by_std(out, sigmas_descending[labels])
+            return out
+
+        return score_fn
+    raise TypeError(f"no score convention for {type(sde).__name__}")
+
