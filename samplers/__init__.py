@@ -8,9 +8,6 @@ Contract shared by every sampler (see `samplers.registry.SAMPLERS`): a frozen da
 evaluations per example.
 """
 from samplers import correctors, predictors
-from samplers.ddim import DDIMSampler
-from samplers.dpm_solver import DPMSolverPPSampler
-from samplers.edm_heun import EDMHeunSampler
 from samplers.registry import CORRECTORS, PREDICTORS, SAMPLERS
 
 
@@ -19,7 +16,4 @@ def build_sampler(name: str, sde, **kwargs):
     return SAMPLERS.get(name)(sde=sde, **kwargs)
 
 
-__all__ = [
-    "CORRECTORS", "DDIMSampler", "DPMSolverPPSampler", "EDMHeunSampler", "PREDICTORS", "SAMPLERS",
-    "build_sampler", "correctors", "predictors",
-]
+__all__ = ["CORRECTORS", "PREDICTORS", "SAMPLERS", "build_sampler", "correctors", "predictors"]
