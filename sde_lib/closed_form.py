@@ -89,7 +89,7 @@ class GaussianMixture:
         means, covs = self._components(sde, ts, dtype)
         k = jax.random.choice(k_key, self.weights.shape[0], (n,), p=self.weights)
         rows = jnp.arange(n)
-        chol = jnp.linalg.cholesky(covs[rows, k] + 1e-12 * jnp.eye(self.dim, dtype=dtype))
+        chol = jnp.linalg.cholesky(covs[rows, k] + 1e-12 * jnp.eye(self.dim, dtype=dtype)[None])
         z = jax.random.normal(z_key, (n, self.dim), dtype)
         flat = means[rows, k] + jnp.einsum("nij,nj->ni", chol, z)
         return jnp.reshape(flat, (n,) + self.shape)
@@ -97,7 +97,7 @@ class GaussianMixture:
     def moments(self) -> tuple[Array, Array]:
         """Mean `[d]` and covariance `[d, d]` of the data."""
         mean = jnp.sum(self.weights[:, None] * self.means, axis=0)
-        centred = self.means - mean
+        centred = self.means - mean[None]
         cov = jnp.sum(self.weights[:, None, None] * (self.covs + centred[:, :, None] * centred[:, None, :]), 0)
         return mean, cov
 
