@@ -1,0 +1,173 @@
+"""Batches for training and evaluation: grain `MapDataset` pipelines indexable by step.
+
+`build_dataset(config, split, batch_size=..., seed=...)[step]` is the batch of training step
+`step`, a pure function of (data set, seed, step): resuming at step k reads exactly the batches an
+uninterrupted run would have read. Per epoch the examples are shuffled with a seed derived from
+(seed, epoch) and cut into `len // batch_size` batches (the remainder of each epoch is dropped);
+random flips and dequantisation noise come from a generator seeded by (seed, example position).
+
+Preprocessing follows the 2021 score-SDE code: uint8 -> [0, 1]; optional uniform dequantisation
+x = (k + u) / 256, u ~ U[0, 1) (Uria et al. 2013; Song et al. 2021, app. "likelihood"); then the
+data scaler maps to [-1, 1] when `data.centered`. Batches come out already scaled.
+"""
+import dataclasses
+import pathlib
+from collections.abc import Callable
+
+import grain
+import ml_collections
+import numpy as np
+
+from training import datasets
+
+
+def get_data_scaler(config: ml_collections.ConfigDict) -> Callable[[np.ndarray], np.ndarray]:
+    """Data in [0, 1] -> the model's range: [-1, 1] if `config.data.centered`, else unchanged."""
+    if config.data.centered:
+        return lambda x: x * 2.0 - 1.0
+    return lambda x: x
+
+
+def get_data_inverse_scaler(config: ml_collections.ConfigDict) -> Callable[[np.ndarray], np.ndarray]:
+    """Inverse of `get_data_scaler`: the model's range -> [0, 1]."""
+    if config.data.centered:
+        return lambda x: (x + 1.0) / 2.0
+    return lambda x: x
+
+
+@dataclasses.dataclass(frozen=True)
+class Preprocess:
+    """Per-example preprocessing of one source example into {"image", "label": int32}.
+
+    Images: uint8 [H, W, C] -> centre-crop/resize to `image_size` if needed (side `crop` first),
+    optional horizontal flip (p = 1/2), [0, 1] (or dequantised), then [-1, 1] if `centered`.
+    Points (2-D toy data, stored under "point"): float32 [2], passed through.
+    """
+
+    image_size: int
+    num_channels: int
+    random_flip: bool = False
+    uniform_dequantization: bool = False
+    centered: bool = False
+    crop: int | None = None
+    points: bool = False
+
+    @property
+    def is_random(self) -> bool:
+        return not self.points and (self.random_flip or self.uniform_dequantization)
+
+    def select(self, example: dict) -> dict:
+        label = np.int32(example.get("label", 0))
+        if self.points:
+            return {"image": np.asarray(example["point"], np.float32), "label": label}
+        image = np.asarray(example["image"])
+        if image.ndim == 2:
+            image = image[..., None]
+        if image.shape[:2] != (self.image_size, self.image_size):
+            image = _resize(image, self.image_size, self.crop)
+        if image.shape[-1] != self.num_channels:
+            raise ValueError(f"the data set's images have {image.shape[-1]} channels but "
+                             f"data.num_channels is {self.num_channels}")
+        return {"image": image, "label": label}
+
+    def __call__(self, example: dict, rng: np.random.Generator | None = None) -> dict:
+        example = self.select(example)
+        if self.points:
+            return example
+        image = example["image"]
+        if self.random_flip and rng.random() < 0.5:
+            image = image[:, ::-1]
+        if self.uniform_dequantization:
+            image = (image.astype(np.float32) + rng.random(image.shape, dtype=np.float32)) / 256.0
+        else:
+            image = image.astype(np.float32) / 255.0
+        if self.centered:
+            image = image * 2.0 - 1.0
+        return {"image": image, "label": example["label"]}
+
+
+def _resize(image: np.ndarray, size: int, crop: int | None) -> np.ndarray:
+    from PIL import Image
+
+    grey = image.shape[-1] == 1
+    pil = Image.fromarray(image[..., 0] if grey else image)
+    out = np.asarray(datasets.center_crop_resize(pil, size, crop), np.uint8)
+    return out[..., None] if grey else out
+
+
+def make_pipeline(source, preprocess: Preprocess, *, batch_size: int, seed: int, shuffle: bool = True,
+                  repeat: bool = True, drop_remainder: bool = True) -> grain.MapDataset:
+    """Batches of `source` (anything with `len` and `__getitem__`) as a grain MapDataset.
+
+    Returns a dataset whose item `step` is {"image": float32 [B, H, W, C] (or [B, 2] for points),
+    "label": int32 [B]}; infinite (each epoch reshuffled) when `repeat`, else one pass.
+    """
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if drop_remainder and len(source) < batch_size:
+        raise ValueError(f"batch_size {batch_size} exceeds the {len(source)} examples of the split")
+    # Independent 32-bit seeds for the shuffle and the per-example randomness.
+    shuffle_seed, example_seed = (int(s) for s in np.random.SeedSequence(seed).generate_state(2))
+    ds = grain.MapDataset.source(source)
+    if shuffle:
+        ds = ds.shuffle(seed=shuffle_seed)
+    if preprocess.is_random:
+        ds = ds.random_map(preprocess, seed=example_seed)
+    else:
+        ds = ds.map(preprocess)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    return ds.repeat() if repeat else ds
+
+
+def preprocess_from_config(config: ml_collections.ConfigDict, *, evaluation: bool = False) -> Preprocess:
+    """The `Preprocess` a config asks for; evaluation never flips (as in the 2021 code)."""
+    data = config.data
+    return Preprocess(
+        image_size=data.image_size,
+        num_channels=data.num_channels,
+        random_flip=data.random_flip and not evaluation,
+        uniform_dequantization=data.uniform_dequantization,
+        centered=data.centered,
+        crop=datasets.CATALOG[data.dataset].crop if data.dataset in datasets.CATALOG else None,
+        points=datasets.is_point_dataset(data.dataset),
+    )
+
+
+def open_split(config: ml_collections.ConfigDict, split: str):
+    """The random-access source of `split` of `config.data.dataset`."""
+    data = config.data
+    return datasets.open_source(data.dataset, split, data_dir=data.data_dir or None,
+                                image_size=data.image_size, num_channels=data.num_channels)
+
+
+def build_dataset(config: ml_collections.ConfigDict, split: str, *, batch_size: int, seed: int,
+                  shuffle: bool = True, evaluation: bool = False,
+                  drop_remainder: bool = True) -> grain.MapDataset:
+    """Batches of `split` of the config's data set: `ds[step]` is the batch of step `step`.
+
+    Training (`evaluation=False`): infinite, reshuffled every epoch. Evaluation: one pass, no
+    flips; pass `shuffle=False` for the data set's order. Each batch is {"image": float32
+    [B, H, W, C] scaled as the model expects ([B, 2] for toy2d), "label": int32 [B]}.
+    """
+    return make_pipeline(open_split(config, split), preprocess_from_config(config, evaluation=evaluation),
+                         batch_size=batch_size, seed=seed, shuffle=shuffle, repeat=not evaluation,
+                         drop_remainder=drop_remainder)
+
+
+def load_uint8_images(config: ml_collections.ConfigDict, split: str, *,
+                      max_examples: int | None = None) -> np.ndarray:
+    """The first `max_examples` images of `split` in stored order, uint8 [N, H, W, C] at the config's
+    image size (e.g. for FID reference statistics). Not defined for 2-D point data."""
+    if datasets.is_point_dataset(config.data.dataset):
+        raise ValueError(f"data set {config.data.dataset!r} holds 2-D points, not images")
+    source = open_split(config, split)
+    select = preprocess_from_config(config, evaluation=True).select
+    n = len(source) if max_examples is None else min(max_examples, len(source))
+    return np.stack([select(source[i])["image"] for i in range(n)])
+
+
+def default_data_dir(dataset: str) -> pathlib.Path:
+    """Where a data set is looked for when `data.data_dir` is empty."""
+    if dataset.partition("/")[0] in datasets.EMBEDDED:
+        return datasets.default_cache_dir()
+    return datasets.default_data_dir()
