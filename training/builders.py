@@ -1,0 +1,108 @@
+"""The thin layer from a config to objects; nothing below it reads a ConfigDict.
+
+`build_sde`, `build_loss`, `build_optimizer` and `build_sampler` map the 2021-reference key
+names (`training.sde`, `model.beta_min`, `optim.warmup`, `sampling.method`, ...) onto the
+explicit constructors of `sde_lib`, optax and `samplers`.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import ml_collections
+import optax
+
+import models
+import samplers
+import sde_lib
+
+LOSSES = ("dsm", "ddpm", "smld", "edm")
+
+
+def build_sde(config: ml_collections.ConfigDict) -> sde_lib.SDE:
+    """The forward SDE of `config.training.sde` with the parameters of `config.model`."""
+    name = config.training.sde.lower()
+    m = config.model
+    if name == "vesde":
+        return sde_lib.build_sde(name, sigma_min=m.sigma_min, sigma_max=m.sigma_max, N=m.num_scales)
+    return sde_lib.build_sde(name, beta_min=m.beta_min, beta_max=m.beta_max, N=m.num_scales)
+
+
+def build_loss(config: ml_collections.ConfigDict, sde: sde_lib.SDE):
+    """The training objective: `loss(fn, x: [B, ...], rng) -> [B]`, where `fn` is a score
+    function for dsm / ddpm / smld and an EDM denoiser `D(x, sigma)` for edm."""
+    t = config.training
+    name = t.loss.lower()
+    if name == "dsm":
+        return sde_lib.DSMLoss(sde, reduce_mean=t.reduce_mean, likelihood_weighting=t.likelihood_weighting,
+                               importance_sampling=t.importance_sampling, eps=t.eps)
+    if name == "ddpm":
+        if not isinstance(sde, sde_lib.VPSDE):
+            raise ValueError(f"training.loss='ddpm' needs training.sde='vpsde', got {config.training.sde!r}")
+        return sde_lib.DDPMLoss(sde, reduce_mean=t.reduce_mean)
+    if name == "smld":
+        if not isinstance(sde, sde_lib.VESDE):
+            raise ValueError(f"training.loss='smld' needs training.sde='vesde', got {config.training.sde!r}")
+        return sde_lib.SMLDLoss(sde, reduce_mean=t.reduce_mean)
+    if name == "edm":
+        return sde_lib.EDMLoss(sigma_data=config.model.sigma_data, reduce_mean=t.reduce_mean)
+    raise ValueError(f"unknown training.loss {t.loss!r}; known: {list(LOSSES)}")
+
+
+def build_precond(config: ml_collections.ConfigDict) -> sde_lib.Preconditioning | None:
+    """The network preconditioning of `config.model.precond` (None for "none")."""
+    m = config.model
+    return models.build_precond(m.precond, sigma_data=m.sigma_data, beta_min=m.beta_min, beta_max=m.beta_max,
+                                num_scales=m.num_scales)
+
+
+def learning_rate_schedule(lr: float, warmup: int) -> optax.Schedule:
+    """lr * min(step / warmup, 1), the reference's linear warm-up (lr 0 at step 0)."""
+    if warmup > 0:
+        return optax.linear_schedule(0.0, lr, warmup)
+    return optax.constant_schedule(lr)
+
+
+def build_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    """Adam (AdamW when weight_decay > 0) after clipping by global norm, as in the 2021 code:
+    g * clip / max(|g|, clip), with clipping off for `optim.grad_clip < 0`."""
+    o = config.optim
+    if o.optimizer.lower() != "adam":
+        raise ValueError(f"optim.optimizer {o.optimizer!r} is not supported; known: ['Adam']")
+    schedule = learning_rate_schedule(o.lr, o.warmup)
+    if o.weight_decay > 0:
+        adam = optax.adamw(schedule, b1=o.beta1, eps=o.eps, weight_decay=o.weight_decay)
+    else:
+        adam = optax.adam(schedule, b1=o.beta1, eps=o.eps)
+    if o.grad_clip >= 0:
+        return optax.chain(optax.clip_by_global_norm(o.grad_clip), adam)
+    return adam
+
+
+def _sampling_values(config: ml_collections.ConfigDict) -> dict:
+    """Config values under the field names the samplers use (each sampler takes its subset)."""
+    s = config.sampling
+    values = {
+        "predictor": s.predictor,
+        "corrector": s.corrector,
+        "snr": s.snr,
+        "n_steps": s.n_steps_each,
+        "n_steps_each": s.n_steps_each,
+        "denoise": s.noise_removal,
+        "noise_removal": s.noise_removal,
+        "probability_flow": s.probability_flow,
+        "eps": s.eps,
+        "rtol": s.rtol,
+        "atol": s.atol,
+    }
+    if s.num_steps:  # 0 keeps each sampler's own default (the SDE's N for PC)
+        values["num_steps"] = s.num_steps
+    return values
+
+
+def build_sampler(config: ml_collections.ConfigDict, sde: sde_lib.SDE):
+    """The sampler `config.sampling.method` from `samplers.SAMPLERS`, with every field it
+    declares that the `sampling` section sets; its other fields keep their defaults."""
+    cls = samplers.SAMPLERS.get(config.sampling.method)
+    values = _sampling_values(config)
+    fields = {f.name for f in dataclasses.fields(cls)} - {"sde"}
+    return samplers.build_sampler(config.sampling.method, sde, **{k: v for k, v in values.items() if k in fields})

@@ -1,0 +1,142 @@
+"""Checkpoints with orbax: periodic keep-N snapshots plus a preemption-safe latest one.
+
+Layout under the workdir (as in the 2021 code): `checkpoints/<step>` every `snapshot_freq`
+steps, keeping the newest `keep`; `checkpoints-meta/<step>` every `preemption_freq` steps,
+keeping the newest two. Saves are asynchronous and atomic (orbax writes to a temporary
+directory and renames it when complete, so a killed save leaves no step behind).
+`restore_latest` tries the newest step of either kind first; one that fails to restore
+(truncated or missing files) is reported and skipped for the previous good one. Nothing is
+deleted on error. Arrays only (no pickle).
+"""
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from absl import logging
+
+PERIODIC_DIR = "checkpoints"
+PREEMPTION_DIR = "checkpoints-meta"
+
+
+def corrupt_checkpoint_message(step: int, path: pathlib.Path | str, error: BaseException) -> str:
+    """The warning logged when a checkpoint cannot be restored."""
+    return (f"Checkpoint at step {step} ({path}) is partial or corrupt and was skipped: "
+            f"{type(error).__name__}: {error}")
+
+
+class Checkpointer:
+    """Saves and restores a train state pytree for one workdir.
+
+    `maybe_save(step, state)` saves at the configured frequencies (or always with `force`),
+    `restore_latest(abstract_state)` returns the newest state that restores cleanly, or None.
+    """
+
+    def __init__(self, workdir: str | pathlib.Path, *, keep: int, snapshot_freq: int, preemption_freq: int,
+                 asynchronous: bool = True):
+        if keep < 1:
+            raise ValueError(f"training.keep_checkpoints must be at least 1, got {keep}")
+        self.workdir = pathlib.Path(workdir).absolute()
+        self.snapshot_freq = snapshot_freq
+        self.preemption_freq = preemption_freq
+
+        def manager(name: str, max_to_keep: int) -> ocp.CheckpointManager:
+            options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                                   enable_async_checkpointing=asynchronous)
+            return ocp.CheckpointManager(self.workdir / name, options=options)
+
+        self.periodic = manager(PERIODIC_DIR, keep)
+        self.preemption = manager(PREEMPTION_DIR, 2)
+        self._bad: set[tuple[int, str]] = set()
+
+    def _due(self, step: int) -> list[ocp.CheckpointManager]:
+        due = []
+        if self.snapshot_freq > 0 and step % self.snapshot_freq == 0:
+            due.append(self.periodic)
+        if self.preemption_freq > 0 and step % self.preemption_freq == 0:
+            due.append(self.preemption)
+        return due
+
+    def is_due(self, step: int) -> bool:
+        return bool(self._due(step))
+
+    def maybe_save(self, step: int, state: Any, *, force: bool = False) -> bool:
+        """Save `state` at `step` where a frequency says so; `force` saves to the preemption
+        directory at any step (end of a run). Returns whether a save started."""
+        due = self._due(step)
+        if force and self.preemption not in due:
+            due.append(self.preemption)
+        for mgr in due:
+            if step in mgr.all_steps():
+                if (step, mgr.directory.name) not in self._bad:
+                    continue
+                self._set_aside(step, mgr)
+            mgr.save(step, args=ocp.args.StandardSave(state))
+        return bool(due)
+
+    def _set_aside(self, step: int, mgr: ocp.CheckpointManager) -> None:
+        """Rename a corrupt step to `<step>.corrupt` (kept for inspection) so it can be re-saved."""
+        path = pathlib.Path(mgr.directory) / str(step)
+        target = path.with_name(f"{step}.corrupt")
+        n = 0
+        while target.exists():
+            n += 1
+            target = path.with_name(f"{step}.corrupt{n}")
+        path.rename(target)
+        logging.warning("Moved corrupt checkpoint %s to %s before saving step %d again", path, target, step)
+        self._bad.discard((step, mgr.directory.name))
+        mgr.reload()
+
+    def wait(self) -> None:
+        """Block until asynchronous saves are on disk."""
+        self.periodic.wait_until_finished()
+        self.preemption.wait_until_finished()
+
+    def latest_step(self) -> int | None:
+        steps = list(self.periodic.all_steps()) + list(self.preemption.all_steps())
+        return max(steps) if steps else None
+
+    def _candidates(self) -> list[tuple[int, ocp.CheckpointManager]]:
+        entries = [(s, self.preemption) for s in self.preemption.all_steps()]
+        entries += [(s, self.periodic) for s in self.periodic.all_steps()]
+        return sorted(entries, key=lambda e: (e[0], e[1] is self.preemption), reverse=True)
+
+    def restore_latest(self, abstract_state: Any, *, max_step: int | None = None) -> Any | None:
+        """The newest checkpoint (at most `max_step`) that restores and matches `abstract_state`.
+
+        A step whose files are missing or truncated, or whose restored step counter disagrees
+        with its directory name, is logged as a warning and skipped for the previous one.
+        """
+        for step, mgr in self._candidates():
+            if max_step is not None and step > max_step:
+                continue
+            path = self.workdir / mgr.directory.name / str(step)
+            try:
+                state = mgr.restore(step, args=ocp.args.StandardRestore(abstract_state))
+                _check_restored(state, step)
+            except Exception as error:  # noqa: BLE001 - any failure to read a step means: skip it
+                logging.warning(corrupt_checkpoint_message(step, path, error))
+                self._bad.add((step, mgr.directory.name))
+                continue
+            logging.info("Restored checkpoint at step %d from %s", step, path)
+            return state
+        return None
+
+    def close(self) -> None:
+        self.wait()
+        self.periodic.close()
+        self.preemption.close()
+
+
+def _check_restored(state: Any, step: int) -> None:
+    """A restored state must carry the step it was saved at and finite floating values."""
+    saved_step = int(jax.device_get(state.step))
+    if saved_step != step:
+        raise ValueError(f"its step counter reads {saved_step}")
+    for leaf in jax.tree.leaves((state.params, state.ema_params)):
+        value = np.asarray(jax.device_get(leaf))
+        if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
+            raise ValueError("it holds non-finite parameters")

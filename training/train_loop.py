@@ -1,0 +1,229 @@
+"""The training loop, top to bottom: build, restore, then per step train, log, checkpoint, sample.
+
+Data are indexed by step (`ds[step]` is the batch of the step-th update) and the step's
+randomness is `fold_in(rng, step)`, so a run restarted from any checkpoint continues exactly
+as if it had never stopped.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import time
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+from tqdm import tqdm
+
+import models
+from training import builders
+from training.checkpoint import Checkpointer
+from training.evaluation import make_sample_fn
+from training.logging import MetricWriter, plot_loss_curve
+from training.sharding import batch_sharding, check_batch_size, make_mesh, shard_batch
+from training.state import TrainState, init_sharded_state
+from training.train_step import jit_train_steps, make_eval_step, make_objective, make_train_step
+
+CONFIG_FILE = "config.json"
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss; the run stops without saving."""
+
+
+def non_finite_message(step: int, value: float, last_checkpoint: int | None, workdir: pathlib.Path) -> str:
+    kept = (f"the last good checkpoint is step {last_checkpoint} in {workdir}" if last_checkpoint is not None
+            else "no checkpoint had been saved")
+    return f"Non-finite loss ({value}) at step {step}; training stopped, {kept}."
+
+
+@dataclasses.dataclass(frozen=True)
+class RunKeys:
+    """The run key split once into named purposes."""
+
+    init: jax.Array
+    sample: jax.Array
+    eval: jax.Array
+
+    @classmethod
+    def from_seed(cls, seed: int) -> RunKeys:
+        init, sample, evaluation = jax.random.split(jax.random.PRNGKey(seed), 3)
+        return cls(init, sample, evaluation)
+
+
+@dataclasses.dataclass
+class Experiment:
+    """Everything built from a config that training, sampling and evaluation share."""
+
+    config: ml_collections.ConfigDict
+    sde: object
+    model: object
+    loss: object
+    precond: object
+    optimizer: object
+    mesh: jax.sharding.Mesh
+    keys: RunKeys
+    data_shape: tuple[int, ...]
+
+    def init_state(self) -> tuple[TrainState, TrainState]:
+        """A fresh replicated state and its abstract pytree (for restoring)."""
+        shape = (1, *self.data_shape)
+        return init_sharded_state(self.keys.init, lambda k: models.init_params(k, self.model, shape),
+                                  self.optimizer, self.mesh)
+
+
+def build_experiment(config: ml_collections.ConfigDict, data_shape: tuple[int, ...]) -> Experiment:
+    """Objects of a run; `data_shape` is one example's shape (`[H, W, C]` or `[2]`)."""
+    sde = builders.build_sde(config)
+    return Experiment(config=config, sde=sde, model=models.build_model(config), loss=builders.build_loss(config, sde),
+                      precond=builders.build_precond(config), optimizer=builders.build_optimizer(config), mesh=make_mesh(), keys=RunKeys.from_seed(config.seed),
+                      data_shape=tuple(data_shape))
+
+
+def checkpointer_for(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> Checkpointer:
+    t = config.training
+    return Checkpointer(workdir, keep=t.keep_checkpoints, snapshot_freq=t.snapshot_freq,
+                        preemption_freq=t.snapshot_freq_for_preemption)
+
+
+def restore_state(exp: Experiment, workdir: pathlib.Path) -> TrainState:
+    """The newest good checkpoint of `workdir`, or a fresh state when there is none."""
+    state, abstract = exp.init_state()
+    ckpt = checkpointer_for(exp.config, workdir)
+    try:
+        restored = ckpt.restore_latest(abstract)
+    finally:
+        ckpt.close()
+    return state if restored is None else restored
+
+
+def _check_frequencies(t: ml_collections.ConfigDict) -> None:
+    n = t.n_jitted_steps
+    if n < 1:
+        raise ValueError(f"training.n_jitted_steps must be at least 1, got {n}")
+    for key in ("log_freq", "eval_freq", "snapshot_freq", "snapshot_freq_for_preemption"):
+        if t[key] % n:
+            raise ValueError(f"training.{key}={t[key]} must be a multiple of training.n_jitted_steps={n}")
+
+
+def _crossed(step: int, n: int, freq: int) -> bool:
+    """Whether the last call, which went from step - n to step, reached a multiple of freq."""
+    return freq > 0 and step // freq > (step - n) // freq
+
+
+def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, max_steps: int | None = None,
+          time_budget_s: float | None = None, progress: bool = True) -> TrainState:
+    """Train (or resume training) until `config.training.n_iters` optimiser steps.
+
+    `max_steps` stops earlier at that step, `time_budget_s` after that much wall time (both
+    save a checkpoint first). Raises `NonFiniteLossError` (without saving) on a NaN/inf loss.
+    """
+    from training.data import build_dataset, get_data_inverse_scaler
+
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    t = config.training
+    _check_frequencies(t)
+    n = t.n_jitted_steps
+    ds = build_dataset(config, "train", batch_size=t.batch_size, seed=config.seed, shuffle=True)
+    exp = build_experiment(config, np.asarray(ds[0]["image"]).shape[1:])
+    check_batch_size(t.batch_size, exp.mesh)
+    if jax.process_index() == 0:
+        (workdir / CONFIG_FILE).write_text(config.to_json_best_effort(indent=2))
+
+    ckpt = checkpointer_for(config, workdir)
+    state, abstract = exp.init_state()
+    restored = ckpt.restore_latest(abstract)
+    if restored is not None:
+        state = restored
+    step = int(jax.device_get(state.step))
+    stop_at = t.n_iters if max_steps is None else min(t.n_iters, max_steps)
+    logging.info("Training from step %d to %d on %d device(s); workdir %s", step, stop_at, exp.mesh.size, workdir)
+
+    continuous = t.continuous
+    objective = make_objective(exp.model, exp.loss, exp.sde, continuous=continuous, precond=exp.precond)
+    train_fn = jit_train_steps(make_train_step(objective, exp.optimizer, ema_rate=config.model.ema_rate,
+                                               ema_warmup=config.model.ema_warmup), exp.mesh)
+    stacked_sharding = batch_sharding(exp.mesh, leading_axes=1)
+    eval_fn = eval_ds = None
+    if config.eval.enable_loss and t.eval_freq > 0:
+        eval_objective = make_objective(exp.model, exp.loss, exp.sde, continuous=continuous, precond=exp.precond,
+                                        train=False)
+        eval_fn = make_eval_step(eval_objective, exp.mesh)
+        eval_ds = build_dataset(config, config.eval.bpd_dataset, batch_size=t.batch_size, seed=config.seed,
+                                shuffle=True, evaluation=True)
+    sample_fn = None
+    if t.snapshot_sampling and t.snapshot_freq > 0:
+        sample_shape = (config.sampling.batch_size, *exp.data_shape)
+        sample_fn = make_sample_fn(builders.build_sampler(config, exp.sde), exp.sde, exp.model, sample_shape,
+                                   exp.mesh, continuous=continuous, precond=exp.precond)
+        inverse_scaler = get_data_inverse_scaler(config)
+
+    writer = MetricWriter(workdir)
+    lr_schedule = builders.learning_rate_schedule(config.optim.lr, config.optim.warmup)
+    pending: list[tuple[int, dict]] = []
+    window_start, window_steps = time.time(), 0
+    start = time.time()
+    bar = tqdm(total=stop_at, initial=step, disable=not progress or jax.process_index() != 0, unit="step",
+               dynamic_ncols=True)
+
+    def flush() -> None:
+        """Fetch the metrics since the last flush, stop on a non-finite loss, log averages."""
+        nonlocal window_start, window_steps
+        if not pending:
+            return
+        fetched = jax.device_get([m for _, m in pending])
+        losses = np.concatenate([np.atleast_1d(m["loss"]) for m in fetched])
+        first = pending[0][0]
+        bad = np.flatnonzero(~np.isfinite(losses))
+        if bad.size:
+            ckpt.wait()
+            bar.close()
+            writer.close()
+            raise NonFiniteLossError(non_finite_message(first + int(bad[0]) + 1, float(losses[bad[0]]),
+                                                        ckpt.latest_step(), workdir))
+        grad_norms = np.concatenate([np.atleast_1d(m["grad_norm"]) for m in fetched])
+        last = first + len(losses)
+        elapsed = time.time() - window_start
+        images_per_s = window_steps * t.batch_size / max(elapsed, 1e-9)
+        writer.write_scalars(last, {"loss": losses.mean(), "grad_norm": grad_norms.mean(),
+                                    "lr": float(lr_schedule(last - 1)), "images_per_s": images_per_s})
+        bar.set_postfix(loss=f"{losses[-1]:.4g}", img_s=f"{images_per_s:.0f}")
+        pending.clear()
+        window_start, window_steps = time.time(), 0
+
+    while step < stop_at:
+        batches = [ds[s] for s in range(step, step + n)]
+        stacked = {k: np.stack([np.asarray(b[k]) for b in batches]) for k in batches[0]}
+        state, metrics = train_fn(state, shard_batch(stacked, stacked_sharding, batch_axis=1))
+        pending.append((step, metrics))
+        step += n
+        window_steps += n
+        bar.update(n)
+        out_of_time = time_budget_s is not None and time.time() - start >= time_budget_s
+        last = step >= stop_at or out_of_time
+        saving = ckpt.is_due(step) or last
+        if _crossed(step, n, t.log_freq) or saving:
+            flush()
+        if eval_fn is not None and _crossed(step, n, t.eval_freq):
+            eval_batch = shard_batch(eval_ds[step], batch_sharding(exp.mesh))
+            eval_loss = eval_fn(state.ema_params, eval_batch, jax.random.fold_in(exp.keys.eval, step))
+            writer.write_scalars(step, {"eval_loss": float(eval_loss)})
+        if saving:
+            ckpt.maybe_save(step, state, force=last)
+        if sample_fn is not None and _crossed(step, n, t.snapshot_freq):
+            samples, _ = sample_fn(state.ema_params, jax.random.fold_in(exp.keys.sample, step))
+            writer.write_samples(step, np.clip(np.asarray(inverse_scaler(np.asarray(samples))), 0.0, 1.0))
+        if out_of_time:
+            logging.info("Time budget of %.0f s reached at step %d", time_budget_s, step)
+            break
+    flush()
+    bar.close()
+    ckpt.close()
+    writer.close()
+    if jax.process_index() == 0:
+        plot_loss_curve(workdir)
+        (workdir / "train_summary.json").write_text(json.dumps({"step": step, "seconds": time.time() - start}))
+    return state
