@@ -100,6 +100,7 @@ def get_default_config() -> ml_collections.ConfigDict:
     model.init_scale = 0.0
     model.conv_size = 3
     model.hidden_dims = (128, 128, 128)  # mlp only
+    model.interpolation = "bilinear"  # ncsn / ncsnv2 RefineNet fusion: bilinear | nearest
 
     config.optim = optim = ml_collections.ConfigDict()
     optim.optimizer = "Adam"
