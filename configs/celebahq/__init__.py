@@ -1,0 +1,1 @@
+"""CelebA-HQ configs (one file per model; `get_config()` in each)."""

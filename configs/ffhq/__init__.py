@@ -1,0 +1,1 @@
+"""FFHQ configs (one file per model; `get_config()` in each)."""

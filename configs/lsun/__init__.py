@@ -1,0 +1,1 @@
+"""LSUN configs (one file per model; `get_config()` in each)."""
