@@ -1,0 +1,159 @@
+"""validate_config rejects bad configs before any work, with exact messages naming the key."""
+import re
+
+import ml_collections
+import pytest
+
+from configs import ConfigError, get_default_config, validate_config
+
+
+def _config(**changes) -> ml_collections.ConfigDict:
+    """The default config with `section__key=value` changes, type checks off (to build bad ones)."""
+    config = ml_collections.ConfigDict(get_default_config().to_dict(), type_safe=False)
+    for name, value in changes.items():
+        section, key = name.split("__")
+        config[section][key] = value
+    return config
+
+
+def _rejects(config, message: str):
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+        validate_config(config)
+
+
+def test_unknown_key_is_named_with_suggestion():
+    config = _config()
+    config.training.batch_sz = 64
+    _rejects(config, "unknown config key 'training.batch_sz' (did you mean 'training.batch_size'?)")
+
+
+def test_unknown_section_is_named():
+    config = _config()
+    config.extra = ml_collections.ConfigDict({"note": "x"})
+    _rejects(config, "unknown config key 'extra.note'")
+
+
+def test_missing_key_is_named():
+    config = _config()
+    del config.sampling["snr"]
+    _rejects(config, "config key 'sampling.snr' is missing")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"training__batch_size": "64"}, "config key 'training.batch_size' must be int, got str '64'"),
+    ({"training__batch_size": 64.0}, "config key 'training.batch_size' must be int, got float 64.0"),
+    ({"training__continuous": 1}, "config key 'training.continuous' must be bool, got int 1"),
+    ({"optim__lr": "2e-4"}, "config key 'optim.lr' must be float, got str '2e-4'"),
+    ({"model__ch_mult": (1, 2.5)}, "config key 'model.ch_mult' must be tuple of int, got tuple (1, 2.5)"),
+    ({"model__ch_mult": 2}, "config key 'model.ch_mult' must be tuple of int, got int 2"),
+])
+def test_wrong_type_is_named(change, message):
+    _rejects(_config(**change), message)
+
+
+def test_int_is_accepted_for_a_float_key():
+    validate_config(_config(optim__lr=1))
+
+
+def test_bad_sde_lists_the_registry():
+    _rejects(_config(training__sde="vpsdee"), "config key 'training.sde' is 'vpsdee'; known: subvpsde, vesde, vpsde")
+
+
+def test_bad_loss_is_named():
+    _rejects(_config(training__loss="l2"), "config key 'training.loss' is 'l2'; known: ddpm, dsm, edm, smld")
+
+
+def test_bad_model_name_lists_the_models_registry():
+    models = pytest.importorskip("models")
+    _rejects(_config(model__name="unet"),
+             f"config key 'model.name' is 'unet'; known: {', '.join(models.MODELS.names())}")
+
+
+def test_bad_predictor_lists_the_predictor_registry():
+    samplers = pytest.importorskip("samplers")
+    _rejects(_config(sampling__predictor="euler"),
+             f"config key 'sampling.predictor' is 'euler'; known: {', '.join(samplers.PREDICTORS.names())}")
+
+
+def test_bad_sampling_method_lists_the_sampler_registry():
+    samplers = pytest.importorskip("samplers")
+    _rejects(_config(sampling__method="magic"),
+             f"config key 'sampling.method' is 'magic'; known: {', '.join(samplers.SAMPLERS.names())}")
+
+
+def test_image_size_not_divisible_by_unet_downsampling():
+    _rejects(_config(data__image_size=12, data__num_channels=3),
+             "config key 'data.image_size' (12) must be divisible by 2**(len(model.ch_mult) - 1) = 8, "
+             "the down-sampling of model.ch_mult (1, 2, 2, 2)")
+
+
+def test_image_size_rule_applies_only_to_unets():
+    validate_config(_config(data__image_size=12, model__name="ncsnv2_64"))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"optim__lr": 0.0}, "config key 'optim.lr' must be > 0, got 0.0"),
+    ({"training__n_iters": 0}, "config key 'training.n_iters' must be > 0, got 0"),
+    ({"training__batch_size": -8}, "config key 'training.batch_size' must be > 0, got -8"),
+    ({"model__ema_rate": 1.0}, "config key 'model.ema_rate' must be in [0, 1), got 1.0"),
+    ({"model__ema_rate": -0.1}, "config key 'model.ema_rate' must be in [0, 1), got -0.1"),
+    ({"training__eps": 0.0}, "config key 'training.eps' must be in (0, 1), got 0.0"),
+    ({"sampling__num_steps": -1}, "config key 'sampling.num_steps' must be >= 0, got -1"),
+    ({"model__ch_mult": ()}, "config key 'model.ch_mult' must be non-empty, got ()"),
+])
+def test_impossible_value_is_named(change, message):
+    _rejects(_config(**change), message)
+
+
+def test_sigma_min_must_be_below_sigma_max():
+    _rejects(_config(model__sigma_min=50.0, model__sigma_max=50.0),
+             "config key 'model.sigma_min' (50.0) must be < model.sigma_max (50.0)")
+
+
+def test_beta_min_must_not_exceed_beta_max():
+    _rejects(_config(model__beta_min=21.0), "config key 'model.beta_min' (21.0) must be <= model.beta_max (20.0)")
+
+
+def test_importance_sampling_needs_likelihood_weighting():
+    _rejects(_config(training__importance_sampling=True),
+             "config key 'training.importance_sampling' needs training.likelihood_weighting=True")
+
+
+def test_likelihood_weighting_only_for_the_continuous_loss():
+    _rejects(_config(training__likelihood_weighting=True, training__loss="ddpm", training__continuous=False),
+             "config key 'training.likelihood_weighting' / 'training.importance_sampling' only apply to "
+             "training.loss='dsm', got 'ddpm'")
+
+
+def test_discrete_loss_needs_discrete_time():
+    _rejects(_config(training__loss="ddpm"), "config key 'training.continuous' must be False with training.loss='ddpm'")
+
+
+def test_ddpm_loss_needs_the_vp_sde():
+    _rejects(_config(training__loss="ddpm", training__continuous=False, training__sde="vesde"),
+             "config key 'training.sde' must be 'vpsde' with training.loss='ddpm', got 'vesde'")
+
+
+def test_edm_loss_needs_a_preconditioning():
+    _rejects(_config(training__loss="edm"),
+             "config key 'model.precond' must name a preconditioning (edm | vp | ve) with training.loss='edm'")
+
+
+def test_point_data_must_not_flip():
+    _rejects(_config(data__dataset="toy2d", data__centered=True, data__random_flip=True, model__name="mlp"),
+             "config key 'data.random_flip' must be False for 2-D point data 'toy2d'")
+
+
+def test_point_data_is_centered():
+    _rejects(_config(data__dataset="toy2d/moons", model__name="mlp"),
+             "config key 'data.centered' must be True for 2-D point data 'toy2d/moons': the points are "
+             "real-valued, not images in [0, 1]")
+
+
+def test_point_data_needs_the_mlp():
+    _rejects(_config(data__dataset="toy2d", data__centered=True),
+             "config key 'model.name' must be 'mlp' for 2-D point data 'toy2d', got 'ncsnpp'")
+
+
+def test_digits_are_grey():
+    _rejects(_config(data__num_channels=3), "config key 'data.num_channels' must be 1 for the grey digits, got 3")
