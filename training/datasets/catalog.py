@@ -64,10 +64,11 @@ def catalog_source(name: str, split: str, data_dir: pathlib.Path | None = None):
     entry = CATALOG.get(name, CatalogEntry(name))
     data_dir = default_data_dir() if data_dir is None else data_dir
     builder = tfds.builder_from_directory(str(prepared_dir(entry.tfds_name, data_dir)))
-    if "array_record" not in str(builder.info.file_format):
+    file_format = getattr(builder.info.file_format, "value", builder.info.file_format)
+    if file_format != "array_record":
         raise ValueError(
             f"TFDS dataset {entry.tfds_name!r} in {str(data_dir)!r} is stored as "
-            f"{builder.info.file_format}; random access without TensorFlow needs array_record. "
+            f"{file_format}; random access without TensorFlow needs array_record. "
             f"Rebuild it with: {prepare_command(entry.tfds_name, data_dir)}")
     if split not in builder.info.splits:
         raise ValueError(f"TFDS dataset {entry.tfds_name!r} has no split {split!r}; "
