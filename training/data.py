@@ -12,7 +12,7 @@ data scaler maps to [-1, 1] when `data.centered`. Batches come out already scale
 """
 import dataclasses
 import pathlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import grain
 import ml_collections
@@ -170,6 +170,20 @@ def build_dataset(config: ml_collections.ConfigDict, split: str, *, batch_size: 
     return make_pipeline(open_split(config, split), preprocess_from_config(config, evaluation=evaluation),
                          batch_size=batch_size, seed=seed, shuffle=shuffle, repeat=not evaluation,
                          drop_remainder=drop_remainder)
+
+
+def iterate_batches(ds: grain.MapDataset, start_step: int = 0, *, num_threads: int = 2,
+                    prefetch: int = 4, num_workers: int = 0) -> Iterator[dict]:
+    """Yield `ds[start_step]`, `ds[start_step + 1]`, ... read ahead while the caller computes.
+
+    Threads (`num_threads`, `prefetch` batches) run in-process. `num_workers > 0` adds grain worker
+    processes, which need absl flags parsed and the entry point under `if __name__ == "__main__"`.
+    """
+    read = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
+    it = ds[start_step:].to_iter_dataset(read)
+    if num_workers > 0:
+        it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
+    return iter(it)
 
 
 def load_uint8_images(config: ml_collections.ConfigDict, split: str, *,

@@ -159,3 +159,12 @@ def test_batch_larger_than_split_is_rejected(tfds_dir):
 def test_images_are_resized_when_image_size_differs(tfds_dir):
     images = data.load_uint8_images(_config(tfds_dir, image_size=16), "test", max_examples=5)
     assert images.shape == (5, 16, 16, 1)
+
+
+def test_prefetching_iterator_resumes_at_the_step_it_is_given(tfds_dir):
+    ds = data.build_dataset(_config(tfds_dir, random_flip=True), "train", batch_size=BATCH, seed=5)
+    it = data.iterate_batches(ds, start_step=21)
+    for step in range(21, 27):  # crosses the epoch boundary at step 23
+        batch = next(it)
+        assert np.array_equal(batch["image"], ds[step]["image"])
+        assert np.array_equal(batch["label"], ds[step]["label"])

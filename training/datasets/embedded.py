@@ -7,6 +7,7 @@ import os
 import pathlib
 
 import tensorflow_datasets as tfds
+from absl import logging
 
 from training.datasets.digits import Digits
 from training.datasets.toy2d import Toy2d
@@ -38,6 +39,7 @@ def embedded_builder(name: str, data_dir: pathlib.Path | None = None) -> tfds.co
     builder = EMBEDDED[base](config=config or None, data_dir=str(data_dir), file_format="array_record")
     if not pathlib.Path(builder.data_dir, "dataset_info.json").exists():
         with _exclusive(data_dir / f".{base}.lock"):
+            logging.info("Building the embedded data set %s into %s (first use, no download)", name, data_dir)
             builder.download_and_prepare()
     return builder
 
