@@ -1,11 +1,11 @@
 """CLI modes for the applications of a trained model: denoise, edit, encode, decode, interpolate,
 anomaly (the library code is in `samplers.denoise`, `.edit`, `.encode`, `.anomaly`).
 
-Each mode is `run(config, workdir, argv) -> summary dict`: `config` and `workdir` as for every
-mode of the main CLI (the EMA parameters come from the newest good checkpoint of `workdir`), and
-`argv` the mode's own options, parsed here. `MODES` maps names to them for `scripts/main.py`;
-`python -m scripts.application_modes MODE --config FILE --workdir DIR [--config.key=value ...]
-[options]` runs one on its own.
+`score-sde <mode> --config=FILE --workdir=DIR --input=PATH [mode flags]`. As in every mode of
+the main CLI, the model is the config's, with the EMA parameters of the newest good checkpoint
+of `workdir`. Importing this module registers the modes in `scripts.modes.MODES` and defines
+their flags; each mode is a thin adapter over a function with explicit arguments
+(`denoise_inputs`, `edit_inputs`, ...) that a notebook or test can call directly.
 
 Inputs (`--input`): a PNG file, a folder of PNGs (sorted by name), or an .npz. PNG pixels are
 mapped to [0, 1] and through the config's data scaler; .npz arrays (key `images`, else the only
@@ -15,24 +15,20 @@ array) are taken in the model's data range unless they are uint8. Outputs go to 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
-import sys
-from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import logging
+from absl import flags, logging
 from PIL import Image
 
 import samplers
 from samplers import anomaly, denoise, edit, encode
+from scripts.modes import register_mode
 from sde_lib import SDE, ScoreFn
-
-Mode = Callable[[ml_collections.ConfigDict, pathlib.Path, list[str]], dict]
 
 
 # --- inputs and outputs ---------------------------------------------------------------------
@@ -143,75 +139,62 @@ def _sampler(config: ml_collections.ConfigDict, sde: SDE, name: str | None):
     return samplers.build_sampler(name, sde, **eps)
 
 
-def _parser(mode: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"score-sde {mode}")
-    parser.add_argument("--input", required=True, help="PNG file, folder of PNGs, or .npz")
-    parser.add_argument("--output_dir", default=None, help="default: WORKDIR/" + mode)
-    parser.add_argument("--seed", type=int, default=0)
-    return parser
-
-
-def _prepare(config, workdir, args, mode):
-    x = load_array(args.input, config)
+def _prepare(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, input_path: str | pathlib.Path,
+             output_dir: str | pathlib.Path | None, mode: str):
+    x = load_array(input_path, config)
     check_shape(x, config)
-    out_dir = pathlib.Path(args.output_dir or pathlib.Path(workdir) / mode)
+    out_dir = pathlib.Path(output_dir) if output_dir else pathlib.Path(workdir) / mode
     sde, score_fn = restore_score_fn(config, pathlib.Path(workdir), x.shape[1:])
-    return jnp.asarray(x), out_dir, sde, score_fn, jax.random.PRNGKey(args.seed)
+    return jnp.asarray(x), out_dir, sde, score_fn
 
 
-# --- the modes ------------------------------------------------------------------------------
-def run_denoise(config: ml_collections.ConfigDict, workdir: pathlib.Path, argv: list[str]) -> dict:
-    """Tweedie posterior mean (and optionally posterior samples) of noisy inputs."""
-    parser = _parser("denoise")
-    parser.add_argument("--sigma", type=float, default=None,
-                        help="noise level in the model's data range; default: estimated per image")
-    parser.add_argument("--add_noise", type=float, default=None,
-                        help="first corrupt the (clean) input with this noise level and report the MSE")
-    parser.add_argument("--posterior_samples", type=int, default=0, help="samples of p(x | y) per input")
-    parser.add_argument("--sampler", default=None, help="sampler name for posterior samples (default: config)")
-    args = parser.parse_args(argv)
-    x, out_dir, sde, score_fn, key = _prepare(config, workdir, args, "denoise")
-    noise_key, sample_key = jax.random.split(key)
+# --- the applications, with explicit arguments -----------------------------------------------
+def denoise_inputs(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, input_path: str | pathlib.Path, *,
+                   output_dir: str | pathlib.Path | None = None, sigma: float | None = None,
+                   add_noise: float | None = None, posterior_samples: int = 0, sampler: str | None = None,
+                   seed: int = 0) -> dict:
+    """Tweedie posterior mean of noisy inputs, and `posterior_samples` samples of p(x | y) each.
+
+    `sigma` is the noise level in the model's data range (default: estimated per input);
+    `add_noise` first corrupts (clean) inputs with that level and reports the MSE before and after.
+    """
+    x, out_dir, sde, score_fn = _prepare(config, workdir, input_path, output_dir, "denoise")
+    noise_key, sample_key = jax.random.split(jax.random.PRNGKey(seed))
     clean = None
-    if args.add_noise is not None:
-        clean, x = x, x + args.add_noise * jax.random.normal(noise_key, x.shape, x.dtype)
-    if args.sigma is not None:
-        sigma = jnp.asarray(args.sigma, x.dtype)
-    elif args.add_noise is not None:
-        sigma = jnp.asarray(args.add_noise, x.dtype)
+    if add_noise is not None:
+        clean, x = x, x + add_noise * jax.random.normal(noise_key, x.shape, x.dtype)
+    if sigma is not None:
+        level = jnp.asarray(sigma, x.dtype)
+    elif add_noise is not None:
+        level = jnp.asarray(add_noise, x.dtype)
     else:
-        sigma = denoise.estimate_noise_level(x)
-    mean = jax.jit(lambda y, s: denoise.tweedie_denoise(sde, score_fn, y, s))(x, sigma)
-    summary = {"mode": "denoise", "sigma": np.atleast_1d(np.asarray(sigma)).tolist(),
+        level = denoise.estimate_noise_level(x)
+    mean = jax.jit(lambda y, s: denoise.tweedie_denoise(sde, score_fn, y, s))(x, level)
+    summary = {"mode": "denoise", "sigma": np.atleast_1d(np.asarray(level)).tolist(),
                "outputs": save_array(out_dir, "noisy", x, config) + save_array(out_dir, "denoised", mean, config)}
     if clean is not None:
         summary["mse_noisy"] = float(jnp.mean((x - clean) ** 2))
         summary["mse_denoised"] = float(jnp.mean((mean - clean) ** 2))
-    if args.posterior_samples > 0:
-        if np.ndim(sigma) != 0:
-            sigma = jnp.mean(sigma)  # one start time for the batch
-        sampler = _sampler(config, sde, args.sampler)
-        reps = jnp.repeat(x, args.posterior_samples, axis=0)
-        draws, nfe = denoise.posterior_denoise(sample_key, sampler, score_fn, reps, sigma)
-        draws = jnp.reshape(draws, (x.shape[0], args.posterior_samples) + x.shape[1:])
+    if posterior_samples > 0:
+        start = jnp.mean(level)  # one start time for the batch
+        reps = jnp.repeat(x, posterior_samples, axis=0)
+        draws, nfe = denoise.posterior_denoise(sample_key, _sampler(config, sde, sampler), score_fn, reps, start)
+        draws = jnp.reshape(draws, (x.shape[0], posterior_samples) + x.shape[1:])
         summary["posterior_nfe"] = int(nfe)
         summary["outputs"] += save_array(out_dir, "posterior_samples", draws, config)
     return write_summary(out_dir, summary)
 
 
-def run_edit(config: ml_collections.ConfigDict, workdir: pathlib.Path, argv: list[str]) -> dict:
-    """SDEdit of the inputs at `--strength`, optionally keeping a masked region."""
-    parser = _parser("edit")
-    parser.add_argument("--strength", type=float, default=0.5, help="t0 / T in [0, 1]")
-    parser.add_argument("--mask", default=None, help="PNG / .npz, 1 (white) where the input is kept")
-    parser.add_argument("--sampler", default=None, help="sampler name (default: config)")
-    args = parser.parse_args(argv)
-    x, out_dir, sde, score_fn, key = _prepare(config, workdir, args, "edit")
-    mask = None if args.mask is None else jnp.asarray(load_mask(args.mask, config))
-    sampler = _sampler(config, sde, args.sampler)
-    edited, nfe = edit.sdedit(key, sampler, score_fn, x, args.strength, mask=mask)
+def edit_inputs(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, input_path: str | pathlib.Path, *,
+                output_dir: str | pathlib.Path | None = None, strength: float = 0.5,
+                mask_path: str | pathlib.Path | None = None, sampler: str | None = None, seed: int = 0) -> dict:
+    """SDEdit of the inputs at `strength` (t0 / T), keeping the region where the mask is 1."""
+    x, out_dir, sde, score_fn = _prepare(config, workdir, input_path, output_dir, "edit")
+    mask = None if mask_path is None else jnp.asarray(load_mask(mask_path, config))
+    edited, nfe = edit.sdedit(jax.random.PRNGKey(seed), _sampler(config, sde, sampler), score_fn, x, strength,
+                              mask=mask)
     outputs = save_array(out_dir, "input", x, config) + save_array(out_dir, "edited", edited, config)
-    return write_summary(out_dir, {"mode": "edit", "strength": args.strength, "nfe": int(nfe),
+    return write_summary(out_dir, {"mode": "edit", "strength": strength, "nfe": int(nfe),
                                    "masked": mask is not None, "outputs": outputs})
 
 
@@ -220,10 +203,11 @@ def _codec(config: ml_collections.ConfigDict, sde: SDE) -> encode.FlowCodec:
     return encode.FlowCodec(sde, eps=s.eps, rtol=s.rtol, atol=s.atol)
 
 
-def run_encode(config: ml_collections.ConfigDict, workdir: pathlib.Path, argv: list[str]) -> dict:
-    """Latents at T of the inputs through the probability flow, and the round-trip error."""
-    args = _parser("encode").parse_args(argv)
-    x, out_dir, sde, score_fn, _ = _prepare(config, workdir, args, "encode")
+def encode_inputs(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, input_path: str | pathlib.Path, *,
+                  output_dir: str | pathlib.Path | None = None) -> dict:
+    """Latents at T of the inputs through the probability flow (`latents.npz`), the decoded
+    reconstruction, and the round-trip error."""
+    x, out_dir, sde, score_fn = _prepare(config, workdir, input_path, output_dir, "encode")
     codec = _codec(config, sde)
     z, nfe = codec.encode(score_fn, x)
     back, _ = codec.decode(score_fn, z)
@@ -234,75 +218,92 @@ def run_encode(config: ml_collections.ConfigDict, workdir: pathlib.Path, argv: l
                                    "round_trip_max_abs_error": float(jnp.max(jnp.abs(back - x)))})
 
 
-def run_decode(config: ml_collections.ConfigDict, workdir: pathlib.Path, argv: list[str]) -> dict:
-    """Data from latents (an .npz written by `encode`) through the probability flow."""
-    args = _parser("decode").parse_args(argv)
-    z, out_dir, sde, score_fn, _ = _prepare(config, workdir, args, "decode")
+def decode_inputs(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, input_path: str | pathlib.Path, *,
+                  output_dir: str | pathlib.Path | None = None) -> dict:
+    """Data from latents (the `latents.npz` of `encode`) through the probability flow."""
+    z, out_dir, sde, score_fn = _prepare(config, workdir, input_path, output_dir, "decode")
     x, nfe = _codec(config, sde).decode(score_fn, z)
     return write_summary(out_dir, {"mode": "decode", "nfe": int(nfe),
                                    "outputs": save_array(out_dir, "decoded", x, config)})
 
 
-def run_interpolate(config: ml_collections.ConfigDict, workdir: pathlib.Path, argv: list[str]) -> dict:
-    """Slerp paths between the codes of input pairs: the first half of the inputs to the second."""
-    parser = _parser("interpolate")
-    parser.add_argument("--num", type=int, default=8, help="points per path, end points included")
-    args = parser.parse_args(argv)
-    x, out_dir, sde, score_fn, _ = _prepare(config, workdir, args, "interpolate")
-    if x.shape[0] % 2 or args.num < 2:
-        raise ValueError(f"interpolate needs an even number of inputs (pairs) and --num >= 2, "
-                         f"got {x.shape[0]} inputs and --num {args.num}")
+def interpolate_inputs(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
+                       input_path: str | pathlib.Path, *, output_dir: str | pathlib.Path | None = None,
+                       num: int = 8) -> dict:
+    """Slerp paths of `num` points between the codes of pairs: first half of the inputs to the second.
+    The grid has one row per pair."""
+    x, out_dir, sde, score_fn = _prepare(config, workdir, input_path, output_dir, "interpolate")
+    if x.shape[0] % 2 or num < 2:
+        raise ValueError(f"interpolate needs an even number of inputs (pairs) and num >= 2, "
+                         f"got {x.shape[0]} inputs and num={num}")
     half = x.shape[0] // 2
-    path = encode.interpolate(_codec(config, sde), score_fn, x[:half], x[half:], jnp.linspace(0.0, 1.0, args.num))
-    path = jnp.swapaxes(path, 0, 1)  # [pairs, num, ...]: one row of the grid per pair
-    return write_summary(out_dir, {"mode": "interpolate", "pairs": half, "num": args.num,
+    path = encode.interpolate(_codec(config, sde), score_fn, x[:half], x[half:], jnp.linspace(0.0, 1.0, num))
+    path = jnp.swapaxes(path, 0, 1)
+    return write_summary(out_dir, {"mode": "interpolate", "pairs": half, "num": num,
                                    "outputs": save_array(out_dir, "interpolation", path, config)})
 
 
-def run_anomaly(config: ml_collections.ConfigDict, workdir: pathlib.Path, argv: list[str]) -> dict:
-    """Anomaly scores of the inputs, their ranking, and the AUROC when labels are given."""
-    parser = _parser("anomaly")
-    parser.add_argument("--labels", default=None, help=".npz with `labels` [B] (1 = anomaly)")
-    parser.add_argument("--times", default="0.02,0.05,0.1,0.2,0.4", help="noise levels of the denoising score")
-    parser.add_argument("--num_draws", type=int, default=4)
-    args = parser.parse_args(argv)
-    x, out_dir, sde, score_fn, key = _prepare(config, workdir, args, "anomaly")
-    times = tuple(float(t) for t in args.times.split(","))
-    scores = np.asarray(jax.jit(lambda k, v: anomaly.denoising_error(k, sde, score_fn, v, times, args.num_draws))(key, x))
+def anomaly_inputs(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, input_path: str | pathlib.Path, *,
+                   output_dir: str | pathlib.Path | None = None, labels_path: str | pathlib.Path | None = None,
+                   times: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2, 0.4), num_draws: int = 4,
+                   seed: int = 0) -> dict:
+    """Denoising-error anomaly scores of the inputs, their ranking (most anomalous first), and the
+    AUROC against `labels` (an .npz with `labels: [B]`, 1 = anomaly) when given."""
+    x, out_dir, sde, score_fn = _prepare(config, workdir, input_path, output_dir, "anomaly")
+    score = jax.jit(lambda k, v: anomaly.denoising_error(k, sde, score_fn, v, tuple(times), num_draws))
+    scores = np.asarray(score(jax.random.PRNGKey(seed), x))
     summary = {"mode": "anomaly", "score": "denoising_error", "scores": scores.tolist(),
                "ranking": np.asarray(anomaly.rank_anomalies(jnp.asarray(scores))).tolist()}
-    if args.labels is not None:
-        with np.load(args.labels, allow_pickle=False) as archive:
-            labels = archive["labels"]
-        summary["auroc"] = anomaly.auroc(scores, labels)
+    if labels_path is not None:
+        with np.load(labels_path, allow_pickle=False) as archive:
+            summary["auroc"] = anomaly.auroc(scores, archive["labels"])
     return write_summary(out_dir, summary)
 
 
-MODES: dict[str, Mode] = {
-    "denoise": run_denoise,
-    "edit": run_edit,
-    "encode": run_encode,
-    "decode": run_decode,
-    "interpolate": run_interpolate,
-    "anomaly": run_anomaly,
+# --- CLI flags and mode registration ----------------------------------------------------------
+flags.DEFINE_string("input", None, "Applications: input PNG, folder of PNGs, or .npz.")
+flags.DEFINE_string("output_dir", None, "Applications: output folder (default WORKDIR/<mode>).")
+flags.DEFINE_integer("app_seed", 0, "Applications: PRNG seed.")
+flags.DEFINE_string("app_sampler", None, "Applications: sampler name (default: config.sampling.method).")
+flags.DEFINE_float("noise_sigma", None, "denoise: noise level in the model's data range (default: estimated).")
+flags.DEFINE_float("add_noise", None, "denoise: corrupt the input with this noise level first and report MSE.")
+flags.DEFINE_integer("posterior_samples", 0, "denoise: posterior samples per input.")
+flags.DEFINE_float("strength", 0.5, "edit: t0 / T in [0, 1].")
+flags.DEFINE_string("mask", None, "edit: PNG / .npz mask, 1 (white) where the input is kept.")
+flags.DEFINE_integer("interp_num", 8, "interpolate: points per path, end points included.")
+flags.DEFINE_string("labels", None, "anomaly: .npz with labels [B] (1 = anomaly) for the AUROC.")
+flags.DEFINE_list("anomaly_times", ["0.02", "0.05", "0.1", "0.2", "0.4"], "anomaly: noise levels t.")
+flags.DEFINE_integer("anomaly_draws", 4, "anomaly: noise draws per level.")
+FLAGS = flags.FLAGS
+
+
+def _flag_adapter(name: str, fn, **flag_kwargs):
+    """Register `fn(config, workdir, input, output_dir=..., **kwargs from flags)` as mode `name`."""
+
+    def mode(config: ml_collections.ConfigDict | None, workdir: pathlib.Path) -> int:
+        if config is None:
+            raise ValueError(f"mode {name!r} needs --config (the trained model's config)")
+        if FLAGS.input is None:
+            raise ValueError(f"mode {name!r} needs --input (PNG, folder of PNGs, or .npz)")
+        kwargs = {key: getter() for key, getter in flag_kwargs.items()}
+        fn(config, workdir, FLAGS.input, output_dir=FLAGS.output_dir, **kwargs)
+        return 0
+
+    mode.__name__ = f"{name}_mode"
+    return register_mode(name)(mode)
+
+
+APPLICATION_MODES = {
+    "denoise": _flag_adapter("denoise", denoise_inputs, sigma=lambda: FLAGS.noise_sigma,
+                             add_noise=lambda: FLAGS.add_noise, posterior_samples=lambda: FLAGS.posterior_samples,
+                             sampler=lambda: FLAGS.app_sampler, seed=lambda: FLAGS.app_seed),
+    "edit": _flag_adapter("edit", edit_inputs, strength=lambda: FLAGS.strength, mask_path=lambda: FLAGS.mask,
+                          sampler=lambda: FLAGS.app_sampler, seed=lambda: FLAGS.app_seed),
+    "encode": _flag_adapter("encode", encode_inputs),
+    "decode": _flag_adapter("decode", decode_inputs),
+    "interpolate": _flag_adapter("interpolate", interpolate_inputs, num=lambda: FLAGS.interp_num),
+    "anomaly": _flag_adapter("anomaly", anomaly_inputs, labels_path=lambda: FLAGS.labels,
+                             times=lambda: tuple(float(t) for t in FLAGS.anomaly_times),
+                             num_draws=lambda: FLAGS.anomaly_draws, seed=lambda: FLAGS.app_seed),
 }
-
-
-def main(argv: list[str] | None = None) -> dict:
-    """`MODE --config FILE --workdir DIR [--config.key=value ...] [mode options]`."""
-    from configs import load_config
-
-    argv = sys.argv[1:] if argv is None else list(argv)
-    parser = argparse.ArgumentParser(prog="application_modes")
-    parser.add_argument("mode", choices=sorted(MODES))
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--workdir", required=True)
-    args, rest = parser.parse_known_args(argv)
-    overrides = [a for a in rest if a.startswith("--config.")]
-    options = [a for a in rest if not a.startswith("--config.")]
-    config = load_config(args.config, overrides)
-    return MODES[args.mode](config, pathlib.Path(args.workdir), options)
-
-
-if __name__ == "__main__":
-    main()
+"""name -> registered mode `(config, workdir) -> 0`, for `scripts.main` (also in `scripts.modes.MODES`)."""
