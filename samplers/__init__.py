@@ -7,7 +7,7 @@ Contract shared by every sampler (see `samplers.registry.SAMPLERS`): a frozen da
 `lax.scan` / `fori_loop` / diffrax solve, and returns the samples and the exact number of score
 evaluations per example.
 """
-from samplers import anomaly, correctors, denoise, edit, encode, predictors
+from samplers import anomaly, correctors, denoise, edit, encode, pc, predictors
 from samplers.registry import CORRECTORS, PREDICTORS, SAMPLERS
 
 
@@ -17,6 +17,6 @@ def build_sampler(name: str, sde, **kwargs):
 
 
 __all__ = [
-    "CORRECTORS", "PREDICTORS", "SAMPLERS", "anomaly", "build_sampler", "correctors", "denoise", "edit", "encode",
-    "predictors",
+    "CORRECTORS", "PREDICTORS", "SAMPLERS", "anomaly", "build_sampler", "correctors", "denoise", "edit",
+    "encode", "pc", "predictors",
 ]

@@ -1,0 +1,193 @@
+"""Predictor-corrector sampling with exact scores reproduces known distributions."""
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import samplers
+import sde_lib
+from samplers.pc import PCSampler
+from samplers.sample_distance import sliced_wasserstein
+
+MEAN = jnp.array([1.0, -2.0])
+COV = jnp.array([[1.5, 0.4], [0.4, 0.3]])
+GAUSS = sde_lib.gaussian(MEAN, COV)
+MIXTURE = sde_lib.GaussianMixture(
+    jnp.array([0.5, 0.3, 0.2]),
+    jnp.array([[-2.0, 0.0], [2.0, 1.0], [0.0, -2.5]]),
+    jnp.array([[[0.3, 0.1], [0.1, 0.2]], [[0.2, 0.0], [0.0, 0.5]], [[0.1, 0.0], [0.0, 0.1]]]),
+)
+
+
+def make_sde(name, n):
+    return {"vp": sde_lib.VPSDE(N=n), "subvp": sde_lib.subVPSDE(N=n),
+            "ve": sde_lib.VESDE(sigma_min=0.01, sigma_max=10.0, N=n)}[name]
+
+
+def whitened_errors(x):
+    """Errors of the sample mean and covariance in units where the data are N(0, I)."""
+    chol = np.linalg.cholesky(np.asarray(COV))
+    y = np.linalg.solve(chol, (np.asarray(x, np.float64) - np.asarray(MEAN)).T).T
+    return np.abs(y.mean(0)).max(), np.abs(np.cov(y.T) - np.eye(2)).max()
+
+
+def assert_gaussian_moments(x, allowance):
+    # Monte Carlo: 4 standard errors (mean 1/sqrt(n), covariance up to sqrt(2/n) when whitened).
+    n = x.shape[0]
+    mean_err, cov_err = whitened_errors(x)
+    assert mean_err < 4 / np.sqrt(n) + allowance, f"mean error {mean_err:.3f}"
+    assert cov_err < 4 * np.sqrt(2 / n) + allowance, f"covariance error {cov_err:.3f}"
+
+
+N_GAUSS = 5000
+CONFIGS = [  # (sde, predictor, corrector, num_steps, allowance)
+    # snr = 0.16 Langevin has a ~5% stationary bias in 2-D (unadjusted Langevin), hence the allowance
+    ("vp", "reverse_diffusion", "langevin", 100, 0.07),
+    ("subvp", "reverse_diffusion", "langevin", 100, 0.07),
+    ("ve", "reverse_diffusion", "langevin", 100, 0.07),
+    ("vp", "euler_maruyama", "none", 100, 0.04),
+    ("subvp", "euler_maruyama", "none", 100, 0.04),
+    ("ve", "euler_maruyama", "none", 100, 0.04),
+    ("vp", "ancestral_sampling", "none", 100, 0.04),
+    ("ve", "ancestral_sampling", "none", 100, 0.06),
+]
+
+
+@pytest.mark.parametrize("name,predictor,corrector,steps,allowance", CONFIGS)
+def test_pc_reproduces_gaussian_mean_and_covariance(name, predictor, corrector, steps, allowance):
+    sde = make_sde(name, steps)
+    x, nfe = PCSampler(sde, predictor, corrector)(jax.random.key(0), GAUSS.score_fn(sde), (N_GAUSS, 2))
+    assert nfe == steps * (2 if corrector == "langevin" else 1)
+    assert_gaussian_moments(x, allowance)
+
+
+def test_gaussian_moment_check_rejects_a_score_off_by_twenty_percent():
+    sde = make_sde("vp", 100)
+    score_fn = GAUSS.score_fn(sde)
+    x, _ = PCSampler(sde, "euler_maruyama", "none")(jax.random.key(0), lambda x, t: 1.2 * score_fn(x, t),
+                                                    (N_GAUSS, 2))
+    with pytest.raises(AssertionError, match="covariance"):
+        assert_gaussian_moments(x, 0.04)
+
+
+def test_probability_flow_predictor_is_deterministic_and_reproduces_gaussian():
+    sde = make_sde("vp", 100)
+    sampler = PCSampler(sde, "euler_maruyama", "none", probability_flow=True)
+    x_init = sde.prior_sampling(jax.random.key(3), (N_GAUSS, 2))
+    a, _ = sampler(jax.random.key(0), GAUSS.score_fn(sde), (N_GAUSS, 2), x_init=x_init)
+    b, _ = sampler(jax.random.key(1), GAUSS.score_fn(sde), (N_GAUSS, 2), x_init=x_init)
+    np.testing.assert_array_equal(a, b)
+    assert_gaussian_moments(a, 0.04)
+
+
+def test_starting_from_exact_marginal_at_t_init_reaches_data():
+    sde = make_sde("ve", 100)
+    x_init = GAUSS.sample(jax.random.key(4), N_GAUSS, t=0.5, sde=sde)
+    x, nfe = PCSampler(sde, "euler_maruyama", "none")(jax.random.key(0), GAUSS.score_fn(sde), (N_GAUSS, 2),
+                                                     x_init=x_init, t_init=0.5)
+    assert nfe == 100
+    assert_gaussian_moments(x, 0.04)
+
+
+N_MIX = 4000
+SW_BOUND = 0.15  # exact-vs-exact sliced W2 at n = 4000 is about 0.07-0.12; a 20% score error gives > 0.18
+
+
+@pytest.mark.parametrize("name", ["vp", "subvp", "ve"])
+def test_pc_mixture_samples_are_close_to_exact_samples(name):
+    sde = make_sde(name, 100)
+    score_fn = MIXTURE.score_fn(sde)
+    sampler = PCSampler(sde, "reverse_diffusion", "langevin")
+    x, _ = sampler(jax.random.key(0), score_fn, (N_MIX, 2))
+    exact = MIXTURE.sample(jax.random.key(1), N_MIX)
+    assert float(sliced_wasserstein(jax.random.key(2), x, exact)) < SW_BOUND
+    if name == "vp":  # the bound has power: a score scaled by 0.8 fails it
+        wrong, _ = sampler(jax.random.key(0), lambda x, t: 0.8 * score_fn(x, t), (N_MIX, 2))
+        assert float(sliced_wasserstein(jax.random.key(2), wrong, exact)) > SW_BOUND
+
+
+def _count_score_calls(sampler, shape):
+    calls = []
+    score_fn = GAUSS.score_fn(sampler.sde)
+
+    def counting(x, t):
+        calls.append(x.shape[0])
+        return score_fn(x, t)
+
+    # without jit, lax.scan and fori_loop run as Python loops: every evaluation is counted
+    with jax.disable_jit():
+        _, nfe = sampler(jax.random.key(0), counting, shape)
+    assert all(b == shape[0] for b in calls)
+    return len(calls), nfe
+
+
+@pytest.mark.parametrize("predictor,corrector,n_steps", [
+    ("reverse_diffusion", "langevin", 1), ("euler_maruyama", "langevin", 3), ("none", "ald", 2),
+    ("ancestral_sampling", "none", 4), ("euler_maruyama", "none", 1)])
+def test_nfe_equals_counted_score_evaluations(predictor, corrector, n_steps):
+    sampler = PCSampler(make_sde("vp", 1000), predictor, corrector, n_steps=n_steps, num_steps=2)
+    counted, nfe = _count_score_calls(sampler, (3, 2))
+    assert nfe == counted == 2 * ((predictor != "none") + (corrector != "none") * n_steps)
+
+
+def test_denoise_drops_exactly_the_last_step_noise():
+    # With Euler-Maruyama the last step goes from eps to 0 and adds g(eps) sqrt(eps) z.
+    sde = make_sde("ve", 100)
+    noisy, _ = PCSampler(sde, "euler_maruyama", "none", denoise=False)(jax.random.key(0), GAUSS.score_fn(sde),
+                                                                       (N_GAUSS, 2))
+    clean, _ = PCSampler(sde, "euler_maruyama", "none", denoise=True)(jax.random.key(0), GAUSS.score_fn(sde),
+                                                                      (N_GAUSS, 2))
+    eps = 1e-3
+    expected = float(sde.sde(jnp.zeros((1, 2)), jnp.full((1,), eps))[1][0]) * np.sqrt(eps)
+    np.testing.assert_allclose(np.std(np.asarray(noisy - clean), axis=0), expected, rtol=0.05)
+    np.testing.assert_allclose(np.mean(np.asarray(noisy - clean), axis=0), 0.0, atol=4 * expected / 100)
+
+
+def test_bad_configuration_is_rejected_with_its_name():
+    with pytest.raises(KeyError, match="known: .*euler_maruyama"):
+        PCSampler(make_sde("vp", 10), predictor="euler")
+    with pytest.raises(ValueError, match="subVPSDE"):
+        PCSampler(make_sde("subvp", 10), predictor="ancestral_sampling")
+    with pytest.raises(ValueError, match="num_steps"):
+        PCSampler(make_sde("vp", 10), num_steps=0)
+    with pytest.raises(ValueError, match="x_init has shape"):
+        PCSampler(make_sde("vp", 10))(jax.random.key(0), lambda x, t: -x, (4, 2), x_init=jnp.zeros((4, 3)))
+
+
+def test_pc_is_registered_and_built_by_name():
+    sampler = samplers.build_sampler("pc", make_sde("vp", 10), predictor="euler_maruyama", n_steps=2)
+    assert isinstance(sampler, PCSampler) and sampler.nfe == 30
+
+
+SHARDING_SCRIPT = textwrap.dedent("""
+    import jax, jax.numpy as jnp, numpy as np
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    import sde_lib
+    from samplers.pc import PCSampler
+    assert jax.device_count() == 4
+    sde = sde_lib.VPSDE(N=20)
+    score_fn = sde_lib.gaussian(jnp.array([1.0, -2.0]), jnp.eye(2)).score_fn(sde)
+    sampler = PCSampler(sde, "reverse_diffusion", "langevin")
+    x_init = sde.prior_sampling(jax.random.key(0), (16, 2))
+    sharded = jax.device_put(x_init, NamedSharding(Mesh(np.array(jax.devices()), ("batch",)), P("batch")))
+    a, _ = sampler(jax.random.key(1), score_fn, (16, 2), x_init=x_init)
+    b, _ = sampler(jax.random.key(1), score_fn, (16, 2), x_init=sharded)
+    assert len(b.sharding.device_set) == 4, b.sharding
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+    print("OK")
+""")
+
+
+def test_pc_accepts_batch_sharded_over_four_devices_and_matches_one_device():
+    root = pathlib.Path(__file__).resolve().parents[2]
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu",
+               PYTHONPATH=str(root))
+    out = subprocess.run([sys.executable, "-c", SHARDING_SCRIPT], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-2000:]
