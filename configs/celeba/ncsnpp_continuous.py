@@ -11,5 +11,6 @@ def get_config():
     config.data.num_channels = 3
     config.data.random_flip = True
     config.model.sigma_max = 90.0
+    config.sampling.snr = 0.17
     config.eval.bpd_dataset = "test"
     return config

@@ -24,4 +24,5 @@ def get_config():
     config.optim.warmup = 0
     config.optim.grad_clip = -1.0
     config.sampling.snr = 0.128
+    config.sampling.noise_removal = False
     return config
