@@ -7,7 +7,7 @@ uninterrupted run would have read. Per epoch the examples are shuffled with a se
 random flips and dequantisation noise come from a generator seeded by (seed, example position).
 
 Preprocessing follows the 2021 score-SDE code: uint8 -> [0, 1]; optional uniform dequantisation
-x = (k + u) / 256, u ~ U[0, 1) (Uria et al. 2013; Song et al. 2021, app. "likelihood"); then the
+x = (k + u) / 256, u ~ U[0, 1) (Theis et al. 2016; as in Song et al. 2021 for bits/dim); then the
 data scaler maps to [-1, 1] when `data.centered`. Batches come out already scaled.
 """
 import dataclasses
@@ -21,19 +21,33 @@ import numpy as np
 from training import datasets
 
 
+def center(x):
+    """[0, 1] -> [-1, 1]."""
+    return x * 2.0 - 1.0
+
+
+def uncenter(x):
+    """[-1, 1] -> [0, 1]."""
+    return (x + 1.0) / 2.0
+
+
+def _identity(x):
+    return x
+
+
 def get_data_scaler(config: ml_collections.ConfigDict) -> Callable[[np.ndarray], np.ndarray]:
     """Data in [0, 1] -> the model's range: [-1, 1] if `config.data.centered`, else unchanged.
     Identity for 2-D point data, which are real-valued already."""
     if config.data.centered and not datasets.is_point_dataset(config.data.dataset):
-        return lambda x: x * 2.0 - 1.0
-    return lambda x: x
+        return center
+    return _identity
 
 
 def get_data_inverse_scaler(config: ml_collections.ConfigDict) -> Callable[[np.ndarray], np.ndarray]:
     """Inverse of `get_data_scaler`: the model's range -> [0, 1] (identity for point data)."""
     if config.data.centered and not datasets.is_point_dataset(config.data.dataset):
-        return lambda x: (x + 1.0) / 2.0
-    return lambda x: x
+        return uncenter
+    return _identity
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +97,7 @@ class Preprocess:
         else:
             image = image.astype(np.float32) / 255.0
         if self.centered:
-            image = image * 2.0 - 1.0
+            image = center(image)
         return {"image": image, "label": example["label"]}
 
 
