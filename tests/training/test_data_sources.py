@@ -1,10 +1,12 @@
 """Data sources other than the digits: the 2-D toy builder, a folder of images, and TFDS catalog
 data sets read from a local prepared copy (never downloaded)."""
+import io
 import pathlib
 import re
 
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 from PIL import Image
 
 from configs import get_default_config
@@ -165,3 +167,36 @@ def test_catalog_dataset_in_tfrecord_format_asks_for_array_record(tmp_path):
             f"TFDS dataset 'digits' in {str(tmp_path)!r} is stored as tfrecord; random access without "
             "TensorFlow needs array_record. Rebuild it with: ")):
         datasets.catalog_source("digits", "test", tmp_path)
+
+
+class TinyPngImages(tfds.core.GeneratorBasedBuilder):
+    """Stands in for a catalog image data set (cifar10, celeb_a): PNG-encoded Image features."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+        # DatasetInfo directly: dataset_info_from_configs reads metadata from the builder's package,
+        # and a test module is not a package.
+        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+            "image": tfds.features.Image(shape=(None, None, 3)), "label": tfds.features.ClassLabel(num_classes=4)}))
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples()}
+
+    def _generate_examples(self):
+        for i in range(4):
+            buffer = io.BytesIO()
+            Image.fromarray(_striped((0, 50 * i, 0))).save(buffer, format="PNG")
+            yield i, {"image": buffer.getvalue(), "label": i}  # bytes: encoding needs no TensorFlow
+
+
+def test_catalog_png_images_decode_without_tensorflow_and_are_centre_cropped(tmp_path):
+    TinyPngImages(data_dir=str(tmp_path), file_format="array_record").download_and_prepare()
+    config = get_default_config()
+    config.data.dataset, config.data.data_dir, config.data.num_channels = "tiny_png_images", str(tmp_path), 3
+    config.data.image_size = 4
+    images = data.load_uint8_images(config, "train")
+    assert images.shape == (4, 4, 4, 3)
+    greens = sorted(int(image[0, 0, 1]) for image in images)
+    assert greens == [0, 50, 100, 150]
+    assert np.all(images[..., 0] == 0) and np.all(images[..., 2] == 0), "red/blue borders are cropped away"
