@@ -7,12 +7,14 @@ averaged over random subsets.
 """
 from __future__ import annotations
 
+import pathlib
 from collections.abc import Callable
 from typing import Protocol
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import scipy.linalg
 from jax.sharding import Mesh
@@ -94,3 +96,58 @@ def kernel_inception_distance(features_a: np.ndarray, features_b: np.ndarray, *,
         within = (kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (m * (m - 1))
         values.append(within - 2.0 * kxy.mean())
     return float(np.mean(values))
+
+
+def load_trained(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, step: int = 0):
+    """`(experiment, state)` of the newest good checkpoint of `workdir` (or exactly `step` if > 0).
+
+    Raises FileNotFoundError naming the workdir when there is nothing to restore.
+    """
+    from training.data import build_dataset
+    from training.train_loop import build_experiment, checkpointer_for
+
+    workdir = pathlib.Path(workdir)
+    data_shape = np.asarray(build_dataset(config, "train", batch_size=1, seed=config.seed)[0]["image"]).shape[1:]
+    exp = build_experiment(config, data_shape)
+    ckpt = checkpointer_for(config, workdir)
+    try:
+        state = ckpt.restore_latest(exp.abstract_state(), max_step=step or None)
+    finally:
+        ckpt.close()
+    if state is None:
+        raise FileNotFoundError(f"no checkpoint to restore in {workdir.absolute()} (looked in checkpoints/ and "
+                                "checkpoints-meta/); train first with `score-sde train`")
+    if step and int(state.step) != step:
+        raise FileNotFoundError(f"no good checkpoint at step {step} in {workdir.absolute()}; "
+                                f"the newest one before it is step {int(state.step)}")
+    return exp, state
+
+
+def generate_samples(exp, params: Params, num_samples: int, rng: jax.Array, *, batch_size: int,
+                     inverse_scaler: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, int]:
+    """`num_samples` samples of the config's sampler with `params`, in data space ([0, 1] for
+    images), drawn `batch_size` at a time; batch i uses `fold_in(rng, i)`. Returns (samples, nfe)."""
+    from training import builders
+
+    config = exp.config
+    sampler = builders.build_sampler(config, exp.sde)
+    batch_size = min(batch_size, num_samples)
+    batch_size += -batch_size % exp.mesh.size
+    sample_fn = make_sample_fn(sampler, exp.sde, exp.model, (batch_size, *exp.data_shape), exp.mesh,
+                               continuous=config.training.continuous, precond=exp.precond)
+    chunks, nfe = [], 0
+    for i in range(-(-num_samples // batch_size)):
+        samples, nfe = sample_fn(params, jax.random.fold_in(rng, i))
+        chunks.append(np.asarray(inverse_scaler(np.asarray(samples))))
+    out = np.concatenate(chunks)[:num_samples]
+    if out.ndim == 4:
+        out = np.clip(out, 0.0, 1.0)
+    return out, int(nfe)
+
+
+def sample_metrics(extractor: FeatureExtractor, real: np.ndarray, samples: np.ndarray, *,
+                   rng: np.random.Generator) -> dict[str, float]:
+    """FID and KID of `samples` against `real` images (both `[N, H, W, C]` in [0, 1])."""
+    real_features, sample_features = extractor(real), extractor(samples)
+    return {"fid": frechet_distance(real_features, sample_features),
+            "kid": kernel_inception_distance(real_features, sample_features, rng=rng)}

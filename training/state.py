@@ -61,13 +61,19 @@ def init_sharded_state(
     `jax.eval_shape` gives the abstract state (shapes, dtypes, shardings) used to restore a
     checkpoint; a jitted init with `out_shardings` allocates it in place (big_vision style).
     """
-    sharding = replicated(mesh)
-
-    def init(key):
-        return create_train_state(key, init_params, optimizer)
-
-    abstract = jax.eval_shape(init, rng)
-    shardings = jax.tree.map(lambda _: sharding, abstract)
-    abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
-    state = jax.jit(init, out_shardings=shardings)(rng)
+    abstract = abstract_train_state(rng, init_params, optimizer, mesh)
+    shardings = jax.tree.map(lambda a: a.sharding, abstract)
+    state = jax.jit(lambda key: create_train_state(key, init_params, optimizer), out_shardings=shardings)(rng)
     return state, abstract
+
+
+def abstract_train_state(
+    rng: jax.Array,
+    init_params: Callable[[jax.Array], Params],
+    optimizer: optax.GradientTransformation,
+    mesh: Mesh,
+) -> TrainState:
+    """Shapes, dtypes and (replicated) shardings of the state, without allocating or compiling."""
+    sharding = replicated(mesh)
+    abstract = jax.eval_shape(lambda key: create_train_state(key, init_params, optimizer), rng)
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), abstract)

@@ -23,7 +23,7 @@ from training.checkpoint import Checkpointer
 from training.evaluation import make_sample_fn
 from training.logging import MetricWriter, plot_loss_curve
 from training.sharding import batch_sharding, check_batch_size, make_mesh, shard_batch
-from training.state import TrainState, init_sharded_state
+from training.state import TrainState, abstract_train_state, init_sharded_state
 from training.train_step import jit_train_steps, make_eval_step, make_objective, make_train_step
 
 CONFIG_FILE = "config.json"
@@ -67,11 +67,16 @@ class Experiment:
     keys: RunKeys
     data_shape: tuple[int, ...]
 
+    def _init_params(self, key: jax.Array):
+        return models.init_params(key, self.model, (1, *self.data_shape))
+
     def init_state(self) -> tuple[TrainState, TrainState]:
         """A fresh replicated state and its abstract pytree (for restoring)."""
-        shape = (1, *self.data_shape)
-        return init_sharded_state(self.keys.init, lambda k: models.init_params(k, self.model, shape),
-                                  self.optimizer, self.mesh)
+        return init_sharded_state(self.keys.init, self._init_params, self.optimizer, self.mesh)
+
+    def abstract_state(self) -> TrainState:
+        """The state's abstract pytree, to restore into (nothing allocated or compiled)."""
+        return abstract_train_state(self.keys.init, self._init_params, self.optimizer, self.mesh)
 
 
 def build_experiment(config: ml_collections.ConfigDict, data_shape: tuple[int, ...]) -> Experiment:
@@ -86,17 +91,6 @@ def checkpointer_for(config: ml_collections.ConfigDict, workdir: pathlib.Path) -
     t = config.training
     return Checkpointer(workdir, keep=t.keep_checkpoints, snapshot_freq=t.snapshot_freq,
                         preemption_freq=t.snapshot_freq_for_preemption)
-
-
-def restore_state(exp: Experiment, workdir: pathlib.Path) -> TrainState:
-    """The newest good checkpoint of `workdir`, or a fresh state when there is none."""
-    state, abstract = exp.init_state()
-    ckpt = checkpointer_for(exp.config, workdir)
-    try:
-        restored = ckpt.restore_latest(abstract)
-    finally:
-        ckpt.close()
-    return state if restored is None else restored
 
 
 def _check_frequencies(t: ml_collections.ConfigDict) -> None:
@@ -134,10 +128,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, max
         (workdir / CONFIG_FILE).write_text(config.to_json_best_effort(indent=2))
 
     ckpt = checkpointer_for(config, workdir)
-    state, abstract = exp.init_state()
-    restored = ckpt.restore_latest(abstract)
-    if restored is not None:
-        state = restored
+    state = ckpt.restore_latest(exp.abstract_state())
+    if state is None:
+        state, _ = exp.init_state()
     step = int(jax.device_get(state.step))
     stop_at = t.n_iters if max_steps is None else min(t.n_iters, max_steps)
     logging.info("Training from step %d to %d on %d device(s); workdir %s", step, stop_at, exp.mesh.size, workdir)
@@ -208,7 +201,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, max
         if _crossed(step, n, t.log_freq) or saving:
             flush()
         if eval_fn is not None and _crossed(step, n, t.eval_freq):
-            eval_batch = shard_batch(eval_ds[step], batch_sharding(exp.mesh))
+            eval_batch = shard_batch(eval_ds[(step // t.eval_freq) % len(eval_ds)], batch_sharding(exp.mesh))
             eval_loss = eval_fn(state.ema_params, eval_batch, jax.random.fold_in(exp.keys.eval, step))
             writer.write_scalars(step, {"eval_loss": float(eval_loss)})
         if saving:
