@@ -42,3 +42,16 @@ def test_family_sets_sde_and_reference_sampler(family, sde, predictor, corrector
 
 def test_ve_family_uses_snr_016():
     assert families.ve(get_default_config()).sampling.snr == 0.16
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: str(p.relative_to(CONFIG_ROOT)))
+def test_every_config_builds_its_network(path):
+    models = pytest.importorskip("models")
+    assert models.count_params(load_config(path, [])) > 0
+
+
+@pytest.mark.parametrize("name, limit", [("digits.py", 2_000_000), ("toy2d.py", 500_000)])
+def test_embedded_demo_networks_stay_small(name, limit):
+    models = pytest.importorskip("models")
+    assert 0 < models.count_params(load_config(CONFIG_ROOT / name, [])) < limit
