@@ -8,6 +8,9 @@ Contract shared by every sampler (see `samplers.registry.SAMPLERS`): a frozen da
 evaluations per example.
 """
 from samplers import anomaly, correctors, denoise, edit, encode, pc, predictors
+from samplers.ddim import DDIMSampler
+from samplers.dpm_solver import DPMSolverPPSampler
+from samplers.edm_heun import EDMHeunSampler
 from samplers.registry import CORRECTORS, PREDICTORS, SAMPLERS
 
 
@@ -17,6 +20,6 @@ def build_sampler(name: str, sde, **kwargs):
 
 
 __all__ = [
-    "CORRECTORS", "PREDICTORS", "SAMPLERS", "anomaly", "build_sampler", "correctors", "denoise", "edit",
-    "encode", "pc", "predictors",
+    "CORRECTORS", "DDIMSampler", "DPMSolverPPSampler", "EDMHeunSampler", "PREDICTORS", "SAMPLERS",
+    "anomaly", "build_sampler", "correctors", "denoise", "edit", "encode", "pc", "predictors",
 ]

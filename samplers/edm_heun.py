@@ -73,8 +73,10 @@ class EDMHeunSampler:
             if self.S_churn == 0:
                 return x, sigma
             in_range = (sigma >= self.S_min) & (sigma <= self.S_max)
-            sigma_hat = sigma * (1.0 + jnp.where(in_range, gamma_max, 0.0).astype(sigma.dtype))
-            extra = jnp.sqrt(sigma_hat**2 - sigma**2) * self.S_noise
+            gamma = jnp.where(in_range, gamma_max, 0.0).astype(sigma.dtype)
+            sigma_hat = sigma * (1.0 + gamma)
+            # sqrt(sigma_hat^2 - sigma^2), written without the cancellation that gives NaN at gamma = 0
+            extra = sigma * jnp.sqrt(gamma * (2.0 + gamma)) * self.S_noise
             return x + batch_broadcast(extra, x) * jax.random.normal(key, x.shape, x.dtype), sigma_hat
 
         def heun_step(x, inputs):
