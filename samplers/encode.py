@@ -10,6 +10,7 @@ the step size control sees the whole batch (as in the 2021 code).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import diffrax
 import jax
@@ -20,6 +21,35 @@ from sde_lib.base import SDE, Array, ScoreFn
 _SOLVERS = {"tsit5": diffrax.Tsit5, "dopri5": diffrax.Dopri5, "dopri8": diffrax.Dopri8}
 _STAGES = {"tsit5": 6, "dopri5": 6, "dopri8": 12}
 """New score evaluations per attempted step (first-same-as-last schemes reuse the last stage)."""
+
+
+def flow_drift(sde: SDE, score_fn: ScoreFn) -> Callable[[Array, Array], Array]:
+    """The probability-flow drift f(x, t) - g(t)^2 score(x, t) / 2 (Song et al. 2021, eq. 13) as
+    `drift(t, x)`: a scalar time shared by the batch `x: [B, ...]` -> `[B, ...]`."""
+    rsde = sde.reverse(score_fn, probability_flow=True)
+
+    def drift(t: Array, x: Array) -> Array:
+        return rsde.sde(x, jnp.full((x.shape[0],), t, x.dtype))[0]
+
+    return drift
+
+
+def solve_flow(vector_field: Callable[[Array, object], object], y0, t0: float, t1: float, *, solver: str,
+               rtol: float, atol: float, max_steps: int) -> tuple[object, Array]:
+    """One adaptive diffrax solve of dy/dt = vector_field(t, y) for a pytree `y` from t0 to t1.
+
+    Returns `(y(t1), nfe)`, nfe the number of `vector_field` calls: `stages` per attempted step
+    (accepted or rejected) plus one, as the first-same-as-last tableaux evaluate the first stage once.
+    """
+    if solver not in _SOLVERS:
+        raise ValueError(f"unknown solver {solver!r}; known: {sorted(_SOLVERS)}")
+    solution = diffrax.diffeqsolve(
+        diffrax.ODETerm(lambda t, y, args: vector_field(t, y)), _SOLVERS[solver](), t0=t0, t1=t1, dt0=None,
+        y0=y0, stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+        saveat=diffrax.SaveAt(t1=True), max_steps=max_steps,
+    )
+    nfe = _STAGES[solver] * solution.stats["num_steps"] + 1
+    return jax.tree.map(lambda leaf: leaf[0], solution.ys), nfe
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,19 +77,8 @@ class FlowCodec:
             raise ValueError(f"eps must lie in (0, T={self.sde.T}), got {self.eps}")
 
     def _solve(self, score_fn: ScoreFn, x: Array, t0: float, t1: float) -> tuple[Array, Array]:
-        rsde = self.sde.reverse(score_fn, probability_flow=True)
-        batch = x.shape[0]
-
-        def vector_field(t, y, args):
-            return rsde.sde(y, jnp.full((batch,), t, y.dtype))[0]
-
-        solution = diffrax.diffeqsolve(
-            diffrax.ODETerm(vector_field), _SOLVERS[self.solver](), t0=t0, t1=t1, dt0=None, y0=x,
-            stepsize_controller=diffrax.PIDController(rtol=self.rtol, atol=self.atol),
-            saveat=diffrax.SaveAt(t1=True), max_steps=self.max_steps,
-        )
-        nfe = _STAGES[self.solver] * solution.stats["num_steps"] + 1
-        return solution.ys[0], nfe
+        return solve_flow(flow_drift(self.sde, score_fn), x, t0, t1, solver=self.solver, rtol=self.rtol,
+                          atol=self.atol, max_steps=self.max_steps)
 
     def encode(self, score_fn: ScoreFn, x: Array) -> tuple[Array, Array]:
         """Latents `z: [B, ...]` at T of data `x: [B, ...]` at eps, and the score evaluations."""
