@@ -11,11 +11,31 @@ Two scores, higher = more anomalous, per example `[B]`:
 """
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from samplers import likelihood
 from sde_lib.base import SDE, Array, ScoreFn, batch_broadcast
+
+
+def nll_bits_per_dim(rng: Array, sde: SDE, score_fn: ScoreFn, x: Array, *, bin_width: float | None = None,
+                     **likelihood_kwargs) -> Array:
+    """Negative log-likelihood of `x: [B, ...]` under the probability flow, in bits per dimension `[B]`.
+
+    With `bin_width` (the 8-bit bin in model space, e.g. 2/256 for data in [-1, 1]) it is the
+    discrete bits/dim of `likelihood.bits_per_dim`; without, the continuous -log2 p(x) / D. The
+    two differ by the constant -log2(bin_width), so the ranking is the same. `rng` draws the
+    Hutchinson probes; `likelihood_kwargs` go to `likelihood.log_likelihood` (divergence, probe,
+    num_probes, rtol, atol, eps, solver).
+    """
+    logp = likelihood.log_likelihood(rng, sde, score_fn, x, **likelihood_kwargs).logp
+    dims = math.prod(x.shape[1:])
+    if bin_width is None:
+        return -logp / (dims * math.log(2.0))
+    return likelihood.bits_per_dim(logp, dims, bin_width)
 
 
 def denoising_error(rng: Array, sde: SDE, score_fn: ScoreFn, x: Array,
