@@ -6,13 +6,13 @@ precision) and keeps float32 parameters.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from models.normalization import group_norm
 
@@ -89,7 +89,7 @@ class AttnBlock(nn.Module):
         w = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(self.dtype)
         h = jnp.einsum("bhwHW,bHWc->bhwc", w.reshape(B, H, W, H, W), v)
         h = NIN(C, init_scale=self.init_scale, dtype=self.dtype)(h)
-        return (x + h) / np.sqrt(2.0) if self.skip_rescale else x + h
+        return (x + h) / math.sqrt(2.0) if self.skip_rescale else x + h
 
 
 class Combine(nn.Module):

@@ -8,12 +8,12 @@ Every architectural option of the reference is a field; `build_model` fills them
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from models.embeddings import GaussianFourierProjection, timestep_embedding
 from models.fir import Downsample, Upsample
@@ -133,7 +133,7 @@ class NCSNpp(nn.Module):
                     input_pyramid = pyramid_down(out_ch=h.shape[-1])(input_pyramid)
                     input_pyramid = input_pyramid + h
                     if self.skip_rescale:
-                        input_pyramid = input_pyramid / np.sqrt(2.0)
+                        input_pyramid = input_pyramid / math.sqrt(2.0)
                     h = input_pyramid
                 hs.append(h)
 
@@ -159,7 +159,7 @@ class NCSNpp(nn.Module):
                     else:
                         pyramid = pyramid_up(out_ch=h.shape[-1])(pyramid) + h
                         if self.skip_rescale:
-                            pyramid = pyramid / np.sqrt(2.0)
+                            pyramid = pyramid / math.sqrt(2.0)
                         h = pyramid
             if i_level != 0:
                 h = upsample()(h) if self.resblock_type == "ddpm" else resblock(up=True)(h, temb, train)

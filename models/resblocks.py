@@ -6,13 +6,13 @@ unconditional network) and add a per-channel bias projected from it (`Dense_0`).
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from models import fir as fir_lib
 from models.layers import NIN, conv1x1, conv3x3, time_bias
@@ -46,7 +46,7 @@ class ResnetBlockDDPMpp(nn.Module):
         h = conv3x3(h, out_ch, init_scale=self.init_scale, dtype=self.dtype)
         if C != out_ch:
             x = conv3x3(x, out_ch, dtype=self.dtype) if self.conv_shortcut else NIN(out_ch, dtype=self.dtype)(x)
-        return (x + h) / np.sqrt(2.0) if self.skip_rescale else x + h
+        return (x + h) / math.sqrt(2.0) if self.skip_rescale else x + h
 
 
 class ResnetBlockBigGANpp(nn.Module):
@@ -85,4 +85,4 @@ class ResnetBlockBigGANpp(nn.Module):
         h = conv3x3(h, out_ch, init_scale=self.init_scale, dtype=self.dtype)
         if C != out_ch or self.up or self.down:
             x = conv1x1(x, out_ch, dtype=self.dtype)
-        return (x + h) / np.sqrt(2.0) if self.skip_rescale else x + h
+        return (x + h) / math.sqrt(2.0) if self.skip_rescale else x + h
