@@ -1,0 +1,137 @@
+"""Training-step throughput of a config: images/s, compile time, step time, parameter count.
+
+    python -m scripts.benchmark_train_step --config=configs/ve/cifar10_ncsnpp_continuous.py \
+        --batch_size=128 --repeats=10 [--config.model.compute_dtype=bfloat16] [--output=bench.json]
+
+Builds the run exactly as training does (`training.train_loop.build_experiment`: SDE, loss,
+optimiser, EMA, replicated state on the device mesh) and times the jitted step of
+`training.train_step` on a synthetic batch of the config's data shape, uniform in [0, 1] and
+scaled as the model expects (throughput does not depend on the pixel values, and no data set
+has to be prepared). One call runs `--steps_per_call` optimiser steps in one `lax.scan`; the
+first call after compiling is a warm-up and is not timed. Prints one JSON object:
+
+  images_per_s     batch_size * steps_per_call / median call time
+  step_ms          median call time / steps_per_call, in milliseconds (and the min / max)
+  compile_s        lowering + XLA compilation of the step
+  param_count      network parameters (jax.eval_shape, nothing allocated)
+  device, device_count, compute_dtype, batch_size, steps_per_call, repeats (timed calls done)
+
+`--max_seconds` stops the timed repeats once that much time has passed (at least one call
+is timed), so a large config on a small CPU still reports.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+import statistics
+import time
+
+import jax
+import numpy as np
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+config_flags.DEFINE_config_file("config", None, "Config file (defines get_config()).", lock_config=True)
+flags.DEFINE_integer("batch_size", 0, "Global batch size (0: the config's training.batch_size).")
+flags.DEFINE_integer("repeats", 10, "Timed calls after the warm-up; the median is reported.")
+flags.DEFINE_integer("steps_per_call", 1, "Optimiser steps per jitted call (lax.scan).")
+flags.DEFINE_float("max_seconds", 0.0, "Stop the timed repeats after this many seconds (0: no limit).")
+flags.DEFINE_string("output", None, "Also write the JSON to this path.")
+FLAGS = flags.FLAGS
+
+
+def example_shape(config) -> tuple[int, ...]:
+    """One example's shape: `[H, W, C]`, or `[2]` for 2-D point data."""
+    from training import datasets
+
+    if datasets.is_point_dataset(config.data.dataset):
+        return (2,)
+    return (config.data.image_size, config.data.image_size, config.data.num_channels)
+
+
+def benchmark(config, *, batch_size: int, repeats: int, steps_per_call: int = 1,
+              max_seconds: float = 0.0, seed: int = 0) -> dict:
+    """Time `repeats` calls of the jitted training step of `config` at `batch_size`; see the
+    module docstring for the fields of the returned dict."""
+    import models
+    from training.data import get_data_scaler
+    from training.sharding import batch_sharding, check_batch_size, shard_batch
+    from training.train_loop import build_experiment
+    from training.train_step import jit_train_steps, make_objective, make_train_step
+
+    if batch_size < 1 or repeats < 1 or steps_per_call < 1:
+        raise ValueError(f"batch_size, repeats and steps_per_call must be positive, got "
+                         f"{batch_size}, {repeats}, {steps_per_call}")
+    shape = example_shape(config)
+    exp = build_experiment(config, shape)
+    check_batch_size(batch_size, exp.mesh)
+    state, _ = exp.init_state()
+    objective = make_objective(exp.model, exp.loss, exp.sde, continuous=config.training.continuous,
+                               precond=exp.precond)
+    train_fn = jit_train_steps(make_train_step(objective, exp.optimizer, ema_rate=config.model.ema_rate,
+                                               ema_warmup=config.model.ema_warmup), exp.mesh)
+    rng = np.random.default_rng(seed)
+    images = get_data_scaler(config)(rng.uniform(size=(steps_per_call, batch_size, *shape)).astype(np.float32))
+    batches = shard_batch({"image": images}, batch_sharding(exp.mesh, leading_axes=1), batch_axis=1)
+
+    start = time.perf_counter()
+    compiled = train_fn.lower(state, batches).compile()
+    compile_s = time.perf_counter() - start
+    logging.info("compiled in %.1f s", compile_s)
+
+    state, metrics = compiled(state, batches)  # warm-up: first execution (allocation, autotuning)
+    jax.block_until_ready(metrics)
+    times = []
+    deadline = time.perf_counter() + max_seconds if max_seconds > 0 else None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        state, metrics = compiled(state, batches)
+        jax.block_until_ready(metrics)
+        times.append(time.perf_counter() - start)
+        if deadline is not None and time.perf_counter() > deadline:
+            break
+    loss = np.asarray(metrics["loss"])
+    if not np.all(np.isfinite(loss)):
+        raise FloatingPointError(f"non-finite training loss {loss} in the benchmark")
+    median = statistics.median(times)
+    device = jax.devices()[0]
+    return {
+        "model": config.model.name,
+        "param_count": models.count_params(exp.model, (1, *shape)),
+        "batch_size": batch_size,
+        "steps_per_call": steps_per_call,
+        "repeats": len(times),
+        "compute_dtype": config.model.compute_dtype,
+        "param_dtype": "float32",
+        "images_per_s": batch_size * steps_per_call / median,
+        "step_ms": 1e3 * median / steps_per_call,
+        "step_ms_min": 1e3 * min(times) / steps_per_call,
+        "step_ms_max": 1e3 * max(times) / steps_per_call,
+        "compile_s": compile_s,
+        "device": f"{device.platform}:{device.device_kind}",
+        "device_count": jax.device_count(),
+        "jax_version": jax.__version__,
+        "final_loss": float(loss[-1]),
+    }
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    if FLAGS.config is None:
+        raise app.UsageError("--config is required, e.g. --config=configs/ve/cifar10_ncsnpp_continuous.py")
+    from configs import validate_config
+
+    config = validate_config(FLAGS.config)
+    batch_size = FLAGS.batch_size or config.training.batch_size
+    result = benchmark(config, batch_size=batch_size, repeats=FLAGS.repeats, steps_per_call=FLAGS.steps_per_call,
+                       max_seconds=FLAGS.max_seconds)
+    result["config"] = config_flags.get_config_filename(FLAGS["config"])
+    text = json.dumps(result, indent=2)
+    print(text)
+    if FLAGS.output:
+        pathlib.Path(FLAGS.output).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    app.run(main)

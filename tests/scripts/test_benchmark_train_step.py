@@ -1,0 +1,39 @@
+"""The training-step benchmark times the real train step of a config and reports its figures."""
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+import models
+from configs.load import load_config
+from scripts.benchmark_train_step import benchmark
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def test_benchmark_reports_throughput_of_the_configs_train_step():
+    config = load_config(ROOT / "configs/toy2d.py")
+    result = benchmark(config, batch_size=8, repeats=3, steps_per_call=2)
+    assert result["param_count"] == models.count_params(models.build_model(config), (1, 2)) > 0
+    assert (result["batch_size"], result["steps_per_call"], result["repeats"]) == (8, 2, 3)
+    assert result["compile_s"] > 0 and result["step_ms_min"] <= result["step_ms"] <= result["step_ms_max"]
+    assert result["images_per_s"] == pytest.approx(8 * 1e3 / result["step_ms"])
+    assert result["compute_dtype"] == "float32" and result["device"].startswith("cpu")
+
+
+def test_benchmark_rejects_a_batch_that_is_not_positive():
+    with pytest.raises(ValueError, match="batch_size"):
+        benchmark(load_config(ROOT / "configs/toy2d.py"), batch_size=0, repeats=1)
+
+
+def test_command_line_prints_json_with_overrides(tmp_path):
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, "-m", "scripts.benchmark_train_step", "--config=configs/toy2d.py", "--batch_size=4",
+           "--repeats=1", "--config.model.compute_dtype=bfloat16", f"--output={out}"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, check=True)
+    printed = json.loads(proc.stdout)
+    assert printed == json.loads(out.read_text())
+    assert printed["compute_dtype"] == "bfloat16" and printed["batch_size"] == 4
+    assert printed["config"] == "configs/toy2d.py"
