@@ -16,8 +16,9 @@ Bits per dimension of 8-bit data: the model is a density in model space, where o
 bin has width `bin_width` (1/256 for data scaled to [0, 1], 2/256 for [-1, 1]). The probability of
 the bin is about p(x) bin_width^D, hence bpd = -(log p(x) + D log bin_width) / (D ln 2): the
 correction for the data's scaling is the log-Jacobian D log(bin_width * 256) of the map from
-8-bit units to model space, and both scalings give the same bpd for the same data. With uniform
-dequantisation (Theis et al. 2016) this is an upper bound on the discrete model's bits/dim.
+[0, 1] to model space (D log 2 for [-1, 1]), so both scalings give the same bpd for the same
+data. With uniform dequantisation (Theis et al. 2016) this is an upper bound on the discrete
+model's bits/dim.
 """
 from __future__ import annotations
 
