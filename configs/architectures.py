@@ -25,6 +25,33 @@ def ncsnpp_continuous(config: ml_collections.ConfigDict) -> ml_collections.Confi
     return config
 
 
+def ddpmpp_continuous(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """DDPM++ (the CIFAR-10 VP / sub-VP model): the NCSN++ trunk without FIR or progressive paths,
+    positional embedding of 999 t, eps prediction with a mean-reduced loss, EMA 0.9999."""
+    ncsnpp_continuous(config)
+    m = config.model
+    m.fir = False
+    m.progressive_input = "none"
+    m.embedding_type = "positional"
+    m.ema_rate = 0.9999
+    config.training.reduce_mean = True
+    return config
+
+
+def ddpm(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """DDPM's U-Net (Ho et al. 2020): 2 res blocks per level, attention at 16 px (35.22 M at 32 px)."""
+    m = config.model
+    m.name = "ddpm"
+    m.nf = 128
+    m.ch_mult = (1, 2, 2, 2)
+    m.num_res_blocks = 2
+    m.attn_resolutions = (16,)
+    m.dropout = 0.1
+    m.resamp_with_conv = True
+    m.ema_rate = 0.9999
+    return config
+
+
 def ncsnpp_highres(config: ml_collections.ConfigDict, image_size: int) -> ml_collections.ConfigDict:
     """NCSN++ at 256 or 1024 px (CelebA-HQ, FFHQ, LSUN) as in the 2021 code: output-skip /
     input-skip progressive paths, 2000 noise scales, 2.4 M iterations. 256 px: nf 128, batch 64,

@@ -1,0 +1,1 @@
+"""VE-SDE configs (SMLD / NCSN family) on CIFAR-10."""
