@@ -1,0 +1,111 @@
+"""Inpainting and colorization by replacement with exact Gaussian scores: the known region comes back
+exactly, the filled region has the exact conditional (Schur complement) moments when the unknown
+block is independent of the known one (where replacement is exact), and the filled region is the
+denoised mean, not the noisy chain."""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import sde_lib
+from samplers.inpainting import LUMA_WEIGHTS, colorize, decoupling_matrix, inpaint
+from samplers.pc import PCSampler
+
+SDES = {"vp": sde_lib.VPSDE(), "ve": sde_lib.VESDE(sigma_max=20.0)}
+MEAN = np.array([0.5, -1.0, 2.0, 1.0, -0.5])
+UNKNOWN_COV = np.array([[1.0, 0.5, -0.2], [0.5, 0.6, 0.1], [-0.2, 0.1, 0.4]])
+COV = np.zeros((5, 5))
+COV[:2, :2] = [[0.8, 0.3], [0.3, 0.5]]
+COV[2:, 2:] = UNKNOWN_COV  # the known block {0, 1} is independent of the unknown block {2, 3, 4}
+MASK = np.array([1.0, 1.0, 0.0, 0.0, 0.0])
+
+
+def conditional(mean, cov, known_idx, y):
+    """Exact Gaussian conditional of the other coordinates given x[known_idx] = y (Schur complement)."""
+    u = np.setdiff1d(np.arange(mean.size), known_idx)
+    gain = cov[np.ix_(u, known_idx)] @ np.linalg.inv(cov[np.ix_(known_idx, known_idx)])
+    return mean[u] + gain @ (y - mean[known_idx]), cov[np.ix_(u, u)] - gain @ cov[np.ix_(known_idx, u)]
+
+
+def assert_moments(x, mean, cov, allowance):
+    n = x.shape[0]
+    chol = np.linalg.cholesky(cov)
+    y = np.linalg.solve(chol, (np.asarray(x, np.float64) - mean).T).T
+    assert np.abs(y.mean(0)).max() < 4 / np.sqrt(n) + allowance, f"mean error {np.abs(y.mean(0)).max():.3f}"
+    cov_err = np.abs(np.cov(y.T) - np.eye(mean.size)).max()
+    assert cov_err < 4 * np.sqrt(2 / n) + allowance, f"covariance error {cov_err:.3f}"
+
+
+@pytest.mark.parametrize("name", list(SDES))
+def test_inpainting_gives_the_exact_conditional_and_keeps_the_known_region(name):
+    sde = SDES[name]
+    data = sde_lib.gaussian(jnp.asarray(MEAN, jnp.float32), jnp.asarray(COV, jnp.float32))
+    n = 2000
+    y = np.array([1.5, -2.0, 0.0, 0.0, 0.0], np.float32)  # known values off the mean; the rest unread
+    known = jnp.broadcast_to(jnp.asarray(y), (n, 5))
+    sampler = PCSampler(sde, "reverse_diffusion", "none", num_steps=100)
+    x, nfe = inpaint(jax.random.key(0), data.score_fn(sde), known, jnp.asarray(MASK, jnp.float32), sampler)
+    assert nfe == 100
+    np.testing.assert_array_equal(x[:, :2], known[:, :2])
+    cond_mean, cond_cov = conditional(MEAN, COV, np.array([0, 1]), y[:2].astype(np.float64))
+    assert_moments(x[:, 2:], cond_mean, cond_cov, 0.05)
+
+
+def test_filled_region_is_the_denoised_mean_not_the_noisy_chain(x64):
+    sde = SDES["vp"]
+    data = sde_lib.gaussian(jnp.asarray(MEAN), jnp.asarray(COV))
+    n, steps = 2000, 50
+    known = jnp.broadcast_to(jnp.asarray(MEAN), (n, 5))
+    mask = jnp.asarray(MASK)
+    run = {d: inpaint(jax.random.key(1), data.score_fn(sde), known, mask,
+                      PCSampler(sde, "reverse_diffusion", "none", num_steps=steps, denoise=d))[0]
+           for d in (False, True)}
+    diff = np.asarray(run[False] - run[True])
+    np.testing.assert_array_equal(diff[:, :2], 0.0)
+    # Same chain up to the last step: the difference is exactly its noise G z, G = sqrt(beta_0).
+    _, G = dataclasses.replace(sde, N=steps).discretize(known[:1], jnp.asarray([1e-3]))
+    ratio = diff[:, 2:].std(0) / float(G[0])
+    np.testing.assert_allclose(ratio, 1.0, atol=4 / np.sqrt(2 * n))
+
+
+def test_decoupling_matrix_is_orthogonal_with_the_gray_direction_first(x64):
+    M = decoupling_matrix(LUMA_WEIGHTS)
+    np.testing.assert_allclose(M @ M.T, np.eye(3), atol=1e-12)
+    w = np.asarray(LUMA_WEIGHTS)
+    np.testing.assert_allclose(M[:, 0], w / np.linalg.norm(w), atol=1e-12)
+    with pytest.raises(ValueError, match="gray weights"):
+        decoupling_matrix([0.0, 0.0, 0.0])
+
+
+@pytest.mark.parametrize("name", list(SDES))
+def test_colorization_gives_the_exact_conditional_given_the_gray_level(name):
+    sde = SDES[name]
+    M = decoupling_matrix(LUMA_WEIGHTS)
+    w = np.asarray(LUMA_WEIGHTS)
+    # colour covariance with the gray direction independent of the chroma plane, chroma anisotropic
+    cov = M @ np.array([[0.6, 0.0, 0.0], [0.0, 0.5, 0.2], [0.0, 0.2, 0.3]]) @ M.T
+    mean = np.array([0.3, -0.2, 0.5])
+    data = sde_lib.gaussian(jnp.asarray(mean, jnp.float32), jnp.asarray(cov, jnp.float32))
+    n, g = 2000, 1.0
+    gray = jnp.full((n, 1), g, jnp.float32)
+    sampler = PCSampler(sde, "reverse_diffusion", "none", num_steps=100)
+    x, nfe = colorize(jax.random.key(2), data.score_fn(sde), gray, sampler)
+    assert x.shape == (n, 3) and nfe == 100
+    np.testing.assert_allclose(np.asarray(x) @ w, g, atol=1e-5)
+    # x | w.x = g: mean + cov w (g - w.mean) / (w cov w), cov - cov w w cov / (w cov w); rank 2
+    cw = cov @ w
+    cond_mean = mean + cw * (g - w @ mean) / (w @ cw)
+    cond_cov = cov - np.outer(cw, cw) / (w @ cw)
+    chroma = M[:, 1:]  # compare in the 2-D chroma coordinates, where the conditional is non-degenerate
+    assert_moments(np.asarray(x, np.float64) @ chroma, cond_mean @ chroma, chroma.T @ cond_cov @ chroma, 0.05)
+
+
+def test_inpainting_rejects_non_pc_samplers_and_bad_masks():
+    sde = SDES["vp"]
+    known = jnp.zeros((4, 5))
+    with pytest.raises(TypeError, match="PC chain"):
+        inpaint(jax.random.key(0), lambda x, t: x, known, jnp.asarray(MASK), object())
+    with pytest.raises(ValueError, match="does not broadcast"):
+        inpaint(jax.random.key(0), lambda x, t: x, known, jnp.ones(3), PCSampler(sde, num_steps=2))
