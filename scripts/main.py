@@ -39,6 +39,44 @@ def _usage() -> str:
     return f"usage: score-sde <mode> --config=<file> --workdir=<dir>; modes: {', '.join(sorted(MODES))}"
 
 
+def _config_arguments(argv: list[str]) -> tuple[str | None, list[str]]:
+    """The `--config` file and the `--config.<key>=value` overrides of a command line
+    (both `--flag=value` and `--flag value` spellings)."""
+    path, overrides = None, []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        name, sep, value = arg.partition("=")
+        if name in ("--config", "-config") or name.startswith(("--config.", "-config.")):
+            if not sep and i + 1 < len(argv):
+                i += 1
+                value = argv[i]
+            if name.lstrip("-") == "config":
+                path = value
+            else:
+                overrides.append(f"{name.lstrip('-')}={value}")
+        i += 1
+    return path, overrides
+
+
+def _check_config_arguments(argv: list[str]) -> None:
+    """Exit with a message naming the key when an override names no config key or has the wrong
+    type (ml_collections' own parser would fail later with a traceback)."""
+    from configs import ConfigError
+    from configs.load import apply_override, load_config_file
+
+    path, overrides = _config_arguments(argv[1:])
+    if path is None or not overrides:
+        return
+    mode = f" {argv[1]}" if len(argv) > 1 and not argv[1].startswith("-") else ""
+    try:
+        config = load_config_file(path)
+        for override in overrides:
+            apply_override(config, override)
+    except (ConfigError, FileNotFoundError) as error:
+        sys.exit(f"score-sde{mode}: invalid config: {error}")
+
+
 def run(argv: list[str]) -> int:
     """Dispatch `argv[1]` (the mode) after absl has parsed the flags."""
     if len(argv) != 2:
@@ -63,7 +101,9 @@ def run(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point (`score-sde`); `argv` defaults to `sys.argv`."""
-    app.run(run, argv=sys.argv if argv is None else argv)
+    argv = sys.argv if argv is None else argv
+    _check_config_arguments(argv)
+    app.run(run, argv=argv)
 
 
 if __name__ == "__main__":
