@@ -12,7 +12,7 @@ import pytest
 from scipy.integrate import solve_ivp
 
 import sde_lib
-from samplers.inpainting import LUMA_WEIGHTS, colorize, decoupling_matrix, inpaint
+from samplers.inpainting import LUMA_WEIGHTS, colorize, decoupling_matrix, inpaint, moment_matched_score_fn
 from samplers.pc import PCSampler
 
 SDES = {"vp": sde_lib.VPSDE(), "ve": sde_lib.VESDE(sigma_max=20.0)}
@@ -113,6 +113,11 @@ def test_inpainting_rejects_non_pc_samplers_and_bad_masks():
         inpaint(jax.random.key(0), lambda x, t: x, known, jnp.ones(3), PCSampler(sde, num_steps=2))
 
 
+CORR_MEAN = np.array([1.0, -0.5, 2.0, 0.3])
+CORR_COV = np.array([[0.5, 0.2, -0.1, -0.3], [0.2, 0.9, -0.2, -0.3], [-0.1, -0.2, 0.8, 0.6], [-0.3, -0.3, 0.6, 2.0]])
+CORR_Y = np.array([0.5, 0.2])
+
+
 def replacement_limit_moments(sde, mean, cov, known_idx, y, eps=1e-3):
     """Mean and covariance of the unknown block that replacement converges to as the step count grows
     (VE, reverse SDE): the fresh noise of the replaced values averages out, so the unknown block
@@ -139,10 +144,7 @@ def test_replacement_with_correlated_blocks_converges_to_its_biased_limit_not_th
     """Documents the limitation stated in the module docstring: replacement conditions on the noisy
     known values, so for correlated blocks it lands on a predictable, biased Gaussian."""
     sde = SDES["ve"]
-    mean = np.array([1.0, -0.5, 2.0, 0.3])
-    cov = np.array([[0.5, 0.2, -0.1, -0.3], [0.2, 0.9, -0.2, -0.3], [-0.1, -0.2, 0.8, 0.6],
-                    [-0.3, -0.3, 0.6, 2.0]])
-    y = np.array([0.5, 0.2])
+    mean, cov, y = CORR_MEAN, CORR_COV, CORR_Y
     data = sde_lib.gaussian(jnp.asarray(mean, jnp.float32), jnp.asarray(cov, jnp.float32))
     n = 2000
     known = jnp.broadcast_to(jnp.asarray(np.concatenate([y, [0.0, 0.0]]), jnp.float32), (n, 4))
@@ -153,3 +155,33 @@ def test_replacement_with_correlated_blocks_converges_to_its_biased_limit_not_th
     assert_moments(x[:, 2:], limit_mean, limit_cov, 0.05)
     # ... and that limit is off the exact conditional mean (0.095 here; correlations up to 0.5)
     assert np.abs(limit_mean - cond_mean).max() > 0.05
+
+
+@pytest.mark.parametrize("name", ["vp", "subvp", "ve"])
+def test_moment_matched_score_is_the_exact_conditional_score_for_gaussian_data(x64, name):
+    sde = {"subvp": sde_lib.subVPSDE()}.get(name) or SDES[name]
+    data = sde_lib.gaussian(jnp.asarray(CORR_MEAN), jnp.asarray(CORR_COV))
+    cond_mean, cond_cov = conditional(CORR_MEAN, CORR_COV, np.array([0, 1]), CORR_Y)
+    # x_0 | y is N(full_mean, full_cov), degenerate on the known block; its p_t is exact in closed form
+    full_mean = np.concatenate([CORR_Y, cond_mean])
+    full_cov = np.zeros((4, 4))
+    full_cov[2:, 2:] = cond_cov
+    posterior = sde_lib.gaussian(jnp.asarray(full_mean), jnp.asarray(full_cov))
+    known = jnp.broadcast_to(jnp.asarray(np.concatenate([CORR_Y, [9.0, 9.0]])), (8, 4))  # unknown part unread
+    score = moment_matched_score_fn(sde, data.score_fn(sde), known, np.array([1.0, 1.0, 0.0, 0.0]))
+    x = jax.random.normal(jax.random.key(4), (8, 4), jnp.float64)
+    t = jnp.linspace(0.05, 1.0, 8)
+    np.testing.assert_allclose(score(x, t), posterior.score(x, t, sde), rtol=1e-8, atol=1e-8)
+
+
+@pytest.mark.parametrize("name", list(SDES))
+def test_sampling_with_the_moment_matched_score_gives_the_exact_conditional_for_correlated_blocks(name):
+    sde = SDES[name]
+    data = sde_lib.gaussian(jnp.asarray(CORR_MEAN, jnp.float32), jnp.asarray(CORR_COV, jnp.float32))
+    n = 2000
+    known = jnp.broadcast_to(jnp.asarray(np.concatenate([CORR_Y, [0.0, 0.0]]), jnp.float32), (n, 4))
+    score = moment_matched_score_fn(sde, data.score_fn(sde), known, np.array([1.0, 1.0, 0.0, 0.0]))
+    x, _ = PCSampler(sde, "euler_maruyama", "none", num_steps=500)(jax.random.key(5), score, (n, 4))
+    cond_mean, cond_cov = conditional(CORR_MEAN, CORR_COV, np.array([0, 1]), CORR_Y)
+    assert_moments(x[:, 2:], cond_mean, cond_cov, 0.05)
+    np.testing.assert_allclose(x[:, :2], np.broadcast_to(CORR_Y, (n, 2)), atol=0.1)  # pinned up to s(eps) noise
