@@ -71,3 +71,17 @@ def test_bad_hyper_parameters_are_rejected():
         AnnealedLangevinSampler(SDES["ve"], step_lr=0.0)
     with pytest.raises(ValueError, match="eps"):
         AnnealedLangevinSampler(SDES["ve"], eps=2.0)
+
+
+def test_ald_from_x_init_at_t_init_reproduces_the_data():
+    sde = SDES["vp"]
+    data = sde_lib.gaussian(jnp.asarray(MEAN, jnp.float32), jnp.asarray(COV, jnp.float32))
+    n, t0 = 1000, 0.3
+    x_init = data.sample(jax.random.key(3), n, t=t0, sde=sde)  # exact samples of p_{t0}
+    sigma_last = float(sde.sigma(jnp.asarray(1e-3)))
+    sampler = AnnealedLangevinSampler(sde, num_scales=20, n_steps_each=20, step_lr=sigma_last**2)
+    x, _ = sampler(jax.random.key(4), data.score_fn(sde), (n, 2), x_init=x_init, t_init=t0)
+    mean_err, cov_err = whitened_errors(x)
+    assert mean_err < 4 / np.sqrt(n) + 0.03 and cov_err < 4 * np.sqrt(2 / n) + 0.05, (mean_err, cov_err)
+    with pytest.raises(ValueError, match="x_init has shape"):
+        sampler(jax.random.key(4), data.score_fn(sde), (n, 3), x_init=x_init, t_init=t0)
