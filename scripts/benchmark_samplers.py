@@ -17,6 +17,7 @@ Writes `benchmark_samplers.json` (also printed to stdout as one JSON document) a
 from __future__ import annotations
 
 import json
+import math
 import pathlib
 import time
 from collections.abc import Callable
@@ -107,7 +108,10 @@ def plot(results: list[dict], floor: float, title: str, path: pathlib.Path) -> N
 
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for name in dict.fromkeys(r["sampler"] for r in results):
-        points = sorted((r["nfe"], r["sliced_w2"]) for r in results if r["sampler"] == name)
+        points = sorted((r["nfe"], r["sliced_w2"]) for r in results
+                        if r["sampler"] == name and r["sliced_w2"] is not None)
+        if not points:
+            continue
         ax.plot(*zip(*points, strict=True), marker="o", label=name)
     ax.axhline(floor, color="gray", linestyle="--", label="exact vs exact (MC floor)")
     ax.set(xscale="log", yscale="log", xlabel="score evaluations per sample (nfe)",
@@ -149,7 +153,10 @@ def main(argv: list[str]) -> None:
         if sampler is None:
             continue
         distance, nfe, seconds = run(sampler, run_key)
-        entry = {"sampler": name, "nfe": nfe, "sliced_w2": distance, "seconds_incl_compile": seconds}
+        if not math.isfinite(distance):
+            logging.warning("%s at nfe %d gave non-finite samples; recorded as null", name, nfe)
+        entry = {"sampler": name, "nfe": nfe, "sliced_w2": distance if math.isfinite(distance) else None,
+                 "seconds_incl_compile": seconds}
         if name == ADAPTIVE:
             entry["rtol"] = setting
         logging.info("%s", entry)
