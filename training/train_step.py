@@ -70,7 +70,7 @@ def make_train_step(
         step_count = state.step + 1
         ema_params = models.ema_update(state.ema_params, params, ema_rate, step=step_count, warmup=ema_warmup)
         new_state = state.replace(step=step_count, params=params, opt_state=opt_state, ema_params=ema_params)
-        return new_state, {"loss": loss, "grad_norm": optax.global_norm(grads)}
+        return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
     return step
 
