@@ -60,11 +60,15 @@ def _report(record: dict) -> None:
 @register_mode("train")
 def train_mode(config, workdir: pathlib.Path) -> int:
     from training.sharding import maybe_initialize_distributed
-    from training.train_loop import train
+    from training.train_loop import NonFiniteLossError, train
 
     config = _require(config, "train")
     maybe_initialize_distributed()
-    state = train(config, workdir, max_steps=FLAGS.max_steps, time_budget_s=FLAGS.time_budget_s)
+    try:
+        state = train(config, workdir, max_steps=FLAGS.max_steps, time_budget_s=FLAGS.time_budget_s)
+    except NonFiniteLossError as error:
+        logging.error("%s", error)
+        return 1
     _report({"step": int(jax.device_get(state.step)), "workdir": str(workdir.absolute())})
     return 0
 
@@ -181,7 +185,7 @@ def train_classifier_mode(config, workdir: pathlib.Path) -> int:
 def _default_demo_config() -> pathlib.Path:
     import configs
 
-    return pathlib.Path(configs.__file__).parent / "digits.py"
+    return pathlib.Path(configs.__file__).parent / "digits_demo.py"
 
 
 @register_mode("demo")
