@@ -77,6 +77,7 @@ def get_default_config() -> ml_collections.ConfigDict:
     model.ema_rate = 0.9999
     model.ema_warmup = False
     model.compute_dtype = "float32"  # float32 | bfloat16
+    model.conv_impl = "xla"  # xla | im2col: same maths, faster kernel gradients on CPUs (ncsnpp, ddpm)
     # Architecture (NCSN++ / DDPM++ options; other networks read the subset they use)
     model.nf = 128
     model.ch_mult = (1, 2, 2, 2)

@@ -37,6 +37,7 @@ class DDPM(nn.Module):
     num_groups: int = 32
     centered: bool = True
     dtype: Dtype = jnp.float32
+    conv_impl: str = "xla"  # xla | im2col (faster kernel gradients on CPUs)
 
     output_divided_by_sigma = False
 
@@ -44,8 +45,9 @@ class DDPM(nn.Module):
     def __call__(self, x: jax.Array, noise_labels: jax.Array, train: bool = False) -> jax.Array:
         act = get_activation(self.nonlinearity)
         dt = self.dtype
+        ci = self.conv_impl
         resblock = functools.partial(ResnetBlockDDPMpp, act=act, dropout=self.dropout, skip_rescale=False,
-                                     init_scale=0.0, num_groups=self.num_groups, dtype=dt)
+                                     init_scale=0.0, num_groups=self.num_groups, dtype=dt, conv_impl=ci)
         attn = functools.partial(AttnBlock, skip_rescale=False, init_scale=0.0, num_groups=self.num_groups, dtype=dt)
         temb = None
         if self.conditional:
@@ -58,7 +60,7 @@ class DDPM(nn.Module):
         if not self.centered:  # data in [0, 1]: the network works on [-1, 1]
             h = 2 * h - 1.0
         num_resolutions = len(self.ch_mult)
-        hs = [conv3x3(h, self.nf, dtype=dt)]
+        hs = [conv3x3(h, self.nf, dtype=dt, conv_impl=ci)]
         for i_level in range(num_resolutions):
             for _ in range(self.num_res_blocks):
                 h = resblock(out_ch=self.nf * self.ch_mult[i_level])(hs[-1], temb, train)
@@ -66,7 +68,7 @@ class DDPM(nn.Module):
                     h = attn()(h)
                 hs.append(h)
             if i_level != num_resolutions - 1:
-                hs.append(Downsample(with_conv=self.resamp_with_conv, dtype=dt)(hs[-1]))
+                hs.append(Downsample(with_conv=self.resamp_with_conv, dtype=dt, conv_impl=ci)(hs[-1]))
 
         h = hs[-1]
         h = resblock()(h, temb, train)
@@ -79,8 +81,8 @@ class DDPM(nn.Module):
             if h.shape[1] in self.attn_resolutions:
                 h = attn()(h)
             if i_level != 0:
-                h = Upsample(with_conv=self.resamp_with_conv, dtype=dt)(h)
+                h = Upsample(with_conv=self.resamp_with_conv, dtype=dt, conv_impl=ci)(h)
         if hs:
             raise AssertionError("skip connections left unused")
         h = act(group_norm(h, self.num_groups, dt))
-        return conv3x3(h, out_channels, init_scale=0.0, dtype=dt).astype(jnp.float32)
+        return conv3x3(h, out_channels, init_scale=0.0, dtype=dt, conv_impl=ci).astype(jnp.float32)

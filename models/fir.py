@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from models.layers import conv3x3, default_init
+from models.layers import conv3x3, conv_function, default_init
 
 Dtype = Any
 
@@ -74,6 +74,7 @@ class FIRConv(nn.Module):
     kernel: tuple[float, ...] = (1, 3, 3, 1)
     init_scale: float = 1.0
     dtype: Dtype = jnp.float32
+    conv_impl: str = "xla"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -83,8 +84,14 @@ class FIRConv(nn.Module):
         dn = ("NHWC", "HWIO", "NHWC")
         if self.up:
             # transposed stride-2 conv: [H, W] -> [2H + 1, 2W + 1], then filter back to [2H, 2W]
-            h = jax.lax.conv_general_dilated(x, w[::-1, ::-1], (1, 1), [(2, 2), (2, 2)],
-                                             lhs_dilation=(2, 2), dimension_numbers=dn)
+            if self.conv_impl == "xla":
+                h = jax.lax.conv_general_dilated(x, w[::-1, ::-1], (1, 1), [(2, 2), (2, 2)],
+                                                 lhs_dilation=(2, 2), dimension_numbers=dn)
+            else:  # the same map with the zeros inserted explicitly (im2col takes no lhs_dilation)
+                zero = jnp.zeros((), x.dtype)
+                x_dilated = jax.lax.pad(x, zero, [(0, 0, 0), (0, 0, 1), (0, 0, 1), (0, 0, 0)])
+                h = conv_function(self.conv_impl)(x_dilated, w[::-1, ::-1], (1, 1), [(2, 2), (2, 2)],
+                                                  dimension_numbers=dn)
             k = _kernel_2d(self.kernel) * 4
             p = k.shape[0] - 2 - 2
             h = upfirdn2d(h, k, pad=((p + 1) // 2 + 1, p // 2 + 1))
@@ -92,9 +99,9 @@ class FIRConv(nn.Module):
             k = _kernel_2d(self.kernel)
             p = k.shape[0] - 2 + 2
             h = upfirdn2d(x, k, pad=((p + 1) // 2, p // 2))
-            h = jax.lax.conv_general_dilated(h, w, (2, 2), "VALID", dimension_numbers=dn)
+            h = conv_function(self.conv_impl)(h, w, (2, 2), "VALID", dimension_numbers=dn)
         else:
-            h = jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=dn)
+            h = conv_function(self.conv_impl)(x, w, (1, 1), "SAME", dimension_numbers=dn)
         return h + b.astype(self.dtype)
 
 
@@ -106,16 +113,17 @@ class Upsample(nn.Module):
     fir: bool = False
     fir_kernel: tuple[float, ...] = (1, 3, 3, 1)
     dtype: Dtype = jnp.float32
+    conv_impl: str = "xla"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         out_ch = self.out_ch or x.shape[-1]
         if self.fir:
             if self.with_conv:
-                return FIRConv(out_ch, up=True, kernel=self.fir_kernel, dtype=self.dtype)(x)
+                return FIRConv(out_ch, up=True, kernel=self.fir_kernel, dtype=self.dtype, conv_impl=self.conv_impl)(x)
             return upsample_2d(x, self.fir_kernel)
         h = naive_upsample_2d(x)
-        return conv3x3(h, out_ch, dtype=self.dtype) if self.with_conv else h
+        return conv3x3(h, out_ch, dtype=self.dtype, conv_impl=self.conv_impl) if self.with_conv else h
 
 
 class Downsample(nn.Module):
@@ -126,14 +134,16 @@ class Downsample(nn.Module):
     fir: bool = False
     fir_kernel: tuple[float, ...] = (1, 3, 3, 1)
     dtype: Dtype = jnp.float32
+    conv_impl: str = "xla"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         out_ch = self.out_ch or x.shape[-1]
         if self.fir:
             if self.with_conv:
-                return FIRConv(out_ch, down=True, kernel=self.fir_kernel, dtype=self.dtype)(x)
+                return FIRConv(out_ch, down=True, kernel=self.fir_kernel, dtype=self.dtype,
+                               conv_impl=self.conv_impl)(x)
             return downsample_2d(x, self.fir_kernel)
         if self.with_conv:
-            return conv3x3(x, out_ch, stride=2, dtype=self.dtype)
+            return conv3x3(x, out_ch, stride=2, dtype=self.dtype, conv_impl=self.conv_impl)
         return naive_downsample_2d(x)

@@ -14,6 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from models import im2col_conv
 from models.normalization import group_norm
 
 Dtype = Any
@@ -40,18 +41,30 @@ def default_init(scale: float = 1.0) -> nn.initializers.Initializer:
     return nn.initializers.variance_scaling(1e-10 if scale == 0 else scale, "fan_avg", "uniform")
 
 
+CONV_IMPLS = {"xla": jax.lax.conv_general_dilated, "im2col": im2col_conv.conv_general_dilated}
+
+
+def conv_function(conv_impl: str) -> Callable[..., jax.Array]:
+    """The convolution primitive of `conv_impl`: "xla" (XLA's) or "im2col" (the same forward
+    pass with the kernel gradient as one matmul, faster on CPUs; `models.im2col_conv`)."""
+    try:
+        return CONV_IMPLS[conv_impl]
+    except KeyError:
+        raise ValueError(f"unknown conv_impl {conv_impl!r}; known: {sorted(CONV_IMPLS)}") from None
+
+
 def conv3x3(x: jax.Array, features: int, *, stride: int = 1, dilation: int = 1, use_bias: bool = True,
-            init_scale: float = 1.0, dtype: Dtype = jnp.float32) -> jax.Array:
+            init_scale: float = 1.0, dtype: Dtype = jnp.float32, conv_impl: str = "xla") -> jax.Array:
     """A 3x3 'SAME' convolution with DDPM initialisation (call inside a compact method)."""
     return nn.Conv(features, (3, 3), strides=(stride, stride), kernel_dilation=(dilation, dilation),
                    padding="SAME", use_bias=use_bias, kernel_init=default_init(init_scale),
-                   dtype=dtype)(x)
+                   dtype=dtype, conv_general_dilated=conv_function(conv_impl))(x)
 
 
 def conv1x1(x: jax.Array, features: int, *, use_bias: bool = True, init_scale: float = 1.0,
-            dtype: Dtype = jnp.float32) -> jax.Array:
+            dtype: Dtype = jnp.float32, conv_impl: str = "xla") -> jax.Array:
     return nn.Conv(features, (1, 1), use_bias=use_bias, kernel_init=default_init(init_scale),
-                   dtype=dtype)(x)
+                   dtype=dtype, conv_general_dilated=conv_function(conv_impl))(x)
 
 
 class NIN(nn.Module):
@@ -97,10 +110,11 @@ class Combine(nn.Module):
 
     method: str = "cat"
     dtype: Dtype = jnp.float32
+    conv_impl: str = "xla"
 
     @nn.compact
     def __call__(self, x: jax.Array, y: jax.Array) -> jax.Array:
-        h = conv1x1(x, y.shape[-1], dtype=self.dtype)
+        h = conv1x1(x, y.shape[-1], dtype=self.dtype, conv_impl=self.conv_impl)
         if self.method == "cat":
             return jnp.concatenate([h, y], axis=-1)
         if self.method == "sum":

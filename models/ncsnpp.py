@@ -29,6 +29,7 @@ _CHOICES = {
     "progressive_input": ("none", "input_skip", "residual"),
     "progressive_combine": ("sum", "cat"),
     "embedding_type": ("fourier", "positional"),
+    "conv_impl": ("xla", "im2col"),
 }
 
 
@@ -63,6 +64,7 @@ class NCSNpp(nn.Module):
     nonlinearity: str = "swish"
     centered: bool = True
     dtype: Dtype = jnp.float32
+    conv_impl: str = "xla"  # xla | im2col (faster kernel gradients on CPUs)
 
     def __post_init__(self):
         for field, allowed in _CHOICES.items():
@@ -89,25 +91,26 @@ class NCSNpp(nn.Module):
     def __call__(self, x: jax.Array, noise_labels: jax.Array, train: bool = False) -> jax.Array:
         act = get_activation(self.nonlinearity)
         dt = self.dtype
+        ci = self.conv_impl
         labels = noise_labels.astype(jnp.float32)
         temb = self._embed(labels, act)
 
         attn = functools.partial(AttnBlock, init_scale=self.init_scale, skip_rescale=self.skip_rescale, dtype=dt)
         upsample = functools.partial(Upsample, with_conv=self.resamp_with_conv, fir=self.fir,
-                                     fir_kernel=self.fir_kernel, dtype=dt)
+                                     fir_kernel=self.fir_kernel, dtype=dt, conv_impl=ci)
         downsample = functools.partial(Downsample, with_conv=self.resamp_with_conv, fir=self.fir,
-                                       fir_kernel=self.fir_kernel, dtype=dt)
+                                       fir_kernel=self.fir_kernel, dtype=dt, conv_impl=ci)
         pyramid_up = functools.partial(Upsample, with_conv=self.progressive == "residual", fir=self.fir,
-                                       fir_kernel=self.fir_kernel, dtype=dt)
+                                       fir_kernel=self.fir_kernel, dtype=dt, conv_impl=ci)
         pyramid_down = functools.partial(Downsample, with_conv=self.progressive_input == "residual",
-                                         fir=self.fir, fir_kernel=self.fir_kernel, dtype=dt)
+                                         fir=self.fir, fir_kernel=self.fir_kernel, dtype=dt, conv_impl=ci)
         if self.resblock_type == "ddpm":
             resblock = functools.partial(ResnetBlockDDPMpp, act=act, dropout=self.dropout,
-                                         init_scale=self.init_scale, skip_rescale=self.skip_rescale, dtype=dt)
+                                         init_scale=self.init_scale, skip_rescale=self.skip_rescale, dtype=dt, conv_impl=ci)
         else:
             resblock = functools.partial(ResnetBlockBigGANpp, act=act, dropout=self.dropout, fir=self.fir,
                                          fir_kernel=self.fir_kernel, init_scale=self.init_scale,
-                                         skip_rescale=self.skip_rescale, dtype=dt)
+                                         skip_rescale=self.skip_rescale, dtype=dt, conv_impl=ci)
 
         out_channels = x.shape[-1]
         x = x.astype(dt)
@@ -117,7 +120,7 @@ class NCSNpp(nn.Module):
 
         # Downsampling path
         input_pyramid = x if self.progressive_input != "none" else None
-        hs = [conv3x3(x, self.nf, dtype=dt)]
+        hs = [conv3x3(x, self.nf, dtype=dt, conv_impl=ci)]
         for i_level in range(num_resolutions):
             for _ in range(self.num_res_blocks):
                 h = resblock(out_ch=self.nf * self.ch_mult[i_level])(hs[-1], temb, train)
@@ -128,7 +131,7 @@ class NCSNpp(nn.Module):
                 h = downsample()(hs[-1]) if self.resblock_type == "ddpm" else resblock(down=True)(hs[-1], temb, train)
                 if self.progressive_input == "input_skip":
                     input_pyramid = pyramid_down()(input_pyramid)
-                    h = Combine(method=self.progressive_combine, dtype=dt)(input_pyramid, h)
+                    h = Combine(method=self.progressive_combine, dtype=dt, conv_impl=ci)(input_pyramid, h)
                 elif self.progressive_input == "residual":
                     input_pyramid = pyramid_down(out_ch=h.shape[-1])(input_pyramid)
                     input_pyramid = input_pyramid + h
@@ -151,11 +154,11 @@ class NCSNpp(nn.Module):
                 h = attn()(h)
             if self.progressive != "none":
                 if self.progressive == "output_skip":
-                    out = conv3x3(act(group_norm(h, dtype=dt)), out_channels, init_scale=self.init_scale, dtype=dt)
+                    out = conv3x3(act(group_norm(h, dtype=dt)), out_channels, init_scale=self.init_scale, dtype=dt, conv_impl=ci)
                     pyramid = out if pyramid is None else pyramid_up()(pyramid) + out
                 else:  # residual
                     if pyramid is None:
-                        pyramid = conv3x3(act(group_norm(h, dtype=dt)), h.shape[-1], dtype=dt)
+                        pyramid = conv3x3(act(group_norm(h, dtype=dt)), h.shape[-1], dtype=dt, conv_impl=ci)
                     else:
                         pyramid = pyramid_up(out_ch=h.shape[-1])(pyramid) + h
                         if self.skip_rescale:
@@ -169,7 +172,7 @@ class NCSNpp(nn.Module):
         if self.progressive == "output_skip":
             h = pyramid
         else:
-            h = conv3x3(act(group_norm(h, dtype=dt)), out_channels, init_scale=self.init_scale, dtype=dt)
+            h = conv3x3(act(group_norm(h, dtype=dt)), out_channels, init_scale=self.init_scale, dtype=dt, conv_impl=ci)
         h = h.astype(jnp.float32)
         if self.output_divided_by_sigma:
             h = h / labels.reshape((-1,) + (1,) * (h.ndim - 1))

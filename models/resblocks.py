@@ -32,20 +32,24 @@ class ResnetBlockDDPMpp(nn.Module):
     init_scale: float = 0.0
     num_groups: int | None = None  # None: the NCSN++ rule min(C // 4, 32); DDPM uses 32
     dtype: Dtype = jnp.float32
+    conv_impl: str = "xla"
 
     @nn.compact
     def __call__(self, x: jax.Array, temb: jax.Array | None = None, train: bool = False) -> jax.Array:
         C = x.shape[-1]
         out_ch = self.out_ch or C
         h = self.act(group_norm(x, self.num_groups, self.dtype))
-        h = conv3x3(h, out_ch, dtype=self.dtype)
+        h = conv3x3(h, out_ch, dtype=self.dtype, conv_impl=self.conv_impl)
         if temb is not None:
             h = h + time_bias(temb, out_ch, self.act, self.dtype)
         h = self.act(group_norm(h, self.num_groups, self.dtype))
         h = nn.Dropout(self.dropout)(h, deterministic=not train)
-        h = conv3x3(h, out_ch, init_scale=self.init_scale, dtype=self.dtype)
+        h = conv3x3(h, out_ch, init_scale=self.init_scale, dtype=self.dtype, conv_impl=self.conv_impl)
         if C != out_ch:
-            x = conv3x3(x, out_ch, dtype=self.dtype) if self.conv_shortcut else NIN(out_ch, dtype=self.dtype)(x)
+            if self.conv_shortcut:
+                x = conv3x3(x, out_ch, dtype=self.dtype, conv_impl=self.conv_impl)
+            else:
+                x = NIN(out_ch, dtype=self.dtype)(x)
         return (x + h) / math.sqrt(2.0) if self.skip_rescale else x + h
 
 
@@ -63,6 +67,7 @@ class ResnetBlockBigGANpp(nn.Module):
     skip_rescale: bool = True
     init_scale: float = 0.0
     dtype: Dtype = jnp.float32
+    conv_impl: str = "xla"
 
     def _resample(self, x: jax.Array) -> jax.Array:
         if self.up:
@@ -77,12 +82,12 @@ class ResnetBlockBigGANpp(nn.Module):
         out_ch = self.out_ch or C
         h = self.act(group_norm(x, dtype=self.dtype))
         h, x = self._resample(h), self._resample(x)
-        h = conv3x3(h, out_ch, dtype=self.dtype)
+        h = conv3x3(h, out_ch, dtype=self.dtype, conv_impl=self.conv_impl)
         if temb is not None:
             h = h + time_bias(temb, out_ch, self.act, self.dtype)
         h = self.act(group_norm(h, dtype=self.dtype))
         h = nn.Dropout(self.dropout)(h, deterministic=not train)
-        h = conv3x3(h, out_ch, init_scale=self.init_scale, dtype=self.dtype)
+        h = conv3x3(h, out_ch, init_scale=self.init_scale, dtype=self.dtype, conv_impl=self.conv_impl)
         if C != out_ch or self.up or self.down:
-            x = conv1x1(x, out_ch, dtype=self.dtype)
+            x = conv1x1(x, out_ch, dtype=self.dtype, conv_impl=self.conv_impl)
         return (x + h) / math.sqrt(2.0) if self.skip_rescale else x + h
