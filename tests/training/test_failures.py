@@ -2,7 +2,11 @@
 a corrupt newest checkpoint is reported and training resumes exactly from the previous good one;
 a non-finite loss stops the run with a clear message and leaves the last good checkpoint intact."""
 import logging
+import os
+import pathlib
 import re
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -70,3 +74,18 @@ def test_non_finite_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_p
     assert int(after.step) == 4
     for a, b in zip(_leaves(after), _leaves(good), strict=True):
         assert np.array_equal(a, b)
+
+
+def test_cli_train_exits_with_the_non_finite_message(tmp_path):
+    root = pathlib.Path(__file__).resolve().parents[2]
+    workdir = tmp_path / "run"
+    overrides = [f"--config.{o}" for o in OVERRIDES + ["optim.lr=1e30", "optim.warmup=0"]]
+    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir or "",
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.5")
+    result = subprocess.run([sys.executable, "-m", "scripts.main", "train", "--config=configs/digits.py",
+                             f"--workdir={workdir}", "--max_steps=20", *overrides],
+                            cwd=root, env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert re.search(r"Non-finite loss \((nan|inf|-inf)\) at step \d+; training stopped, ", result.stderr)
+    assert result.stdout == ""
