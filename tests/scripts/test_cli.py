@@ -121,3 +121,30 @@ def test_bad_override_fails_before_any_work(tmp_path, override, message):
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == message
     assert not workdir.exists()
+
+
+@pytest.mark.slow
+def test_trained_digits_model_encodes_and_decodes_within_solver_tolerance(tmp_path):
+    """Issue check: through the probability flow of a digits model trained for 1500 steps, test
+    images come back within the solver tolerance (max abs error < 1e-2 at rtol = atol = 1e-5, on
+    [-1, 1] data)."""
+    from configs import load_config
+    from training.data import load_uint8_images
+
+    config = REPO / "configs" / "digits_demo.py"
+    workdir = tmp_path / "run"
+    tight = ["sampling.rtol=1e-5", "sampling.atol=1e-5"]
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+
+    def cli(mode, *extra):
+        argv = [sys.executable, "-m", "scripts.main", mode, f"--config={config}", f"--workdir={workdir}",
+                *[f"--config.{o}" for o in tight], *extra]
+        result = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+        assert result.returncode == 0, result.stderr[-3000:]
+
+    cli("train", "--max_steps=1500")
+    images = load_uint8_images(load_config(config), "test")[:8]
+    np.savez(tmp_path / "test_images.npz", images=images)
+    cli("encode", f"--input={tmp_path / 'test_images.npz'}", f"--output_dir={tmp_path / 'enc'}")
+    summary = json.loads((tmp_path / "enc" / "summary.json").read_text())
+    assert summary["round_trip_max_abs_error"] < 1e-2, summary
