@@ -5,7 +5,9 @@ import pathlib
 import jax
 import pytest
 
-_CACHE = pathlib.Path(__file__).resolve().parent.parent / ".jax_cache"
+# One cache folder per xdist worker: JAX writes cache entries non-atomically, and a worker
+# reading an entry another is still writing has been seen to hang the reading process.
+_CACHE = pathlib.Path(__file__).resolve().parent.parent / ".jax_cache" / os.environ.get("PYTEST_XDIST_WORKER", "main")
 jax.config.update("jax_compilation_cache_dir", os.environ.get("JAX_COMPILATION_CACHE_DIR", str(_CACHE)))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
