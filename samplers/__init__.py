@@ -7,7 +7,21 @@ Contract shared by every sampler (see `samplers.registry.SAMPLERS`): a frozen da
 `lax.scan` / `fori_loop` / diffrax solve, and returns the samples and the exact number of score
 evaluations per example.
 """
-from samplers import anomaly, correctors, denoise, edit, encode, pc, predictors
+from samplers import (
+    ald,
+    anomaly,
+    correctors,
+    denoise,
+    edit,
+    encode,
+    guidance,
+    inpainting,
+    likelihood,
+    ode,
+    pc,
+    predictors,
+)
+from samplers.ald import AnnealedLangevinSampler
 from samplers.ddim import DDIMSampler
 from samplers.dpm_solver import DPMSolverPPSampler
 from samplers.edm_heun import EDMHeunSampler
@@ -20,6 +34,7 @@ def build_sampler(name: str, sde, **kwargs):
 
 
 __all__ = [
-    "CORRECTORS", "DDIMSampler", "DPMSolverPPSampler", "EDMHeunSampler", "PREDICTORS", "SAMPLERS",
-    "anomaly", "build_sampler", "correctors", "denoise", "edit", "encode", "pc", "predictors",
+    "CORRECTORS", "PREDICTORS", "SAMPLERS", "AnnealedLangevinSampler", "DDIMSampler", "DPMSolverPPSampler",
+    "EDMHeunSampler", "ald", "anomaly", "build_sampler", "correctors", "denoise", "edit", "encode", "guidance",
+    "inpainting", "likelihood", "ode", "pc", "predictors",
 ]

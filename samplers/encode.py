@@ -10,46 +10,12 @@ the step size control sees the whole batch (as in the 2021 code).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 
-import diffrax
 import jax
 import jax.numpy as jnp
 
+from samplers.ode import ADAPTIVE, flow_drift, integrate
 from sde_lib.base import SDE, Array, ScoreFn
-
-_SOLVERS = {"tsit5": diffrax.Tsit5, "dopri5": diffrax.Dopri5, "dopri8": diffrax.Dopri8}
-_STAGES = {"tsit5": 6, "dopri5": 6, "dopri8": 12}
-"""New score evaluations per attempted step (first-same-as-last schemes reuse the last stage)."""
-
-
-def flow_drift(sde: SDE, score_fn: ScoreFn) -> Callable[[Array, Array], Array]:
-    """The probability-flow drift f(x, t) - g(t)^2 score(x, t) / 2 (Song et al. 2021, eq. 13) as
-    `drift(t, x)`: a scalar time shared by the batch `x: [B, ...]` -> `[B, ...]`."""
-    rsde = sde.reverse(score_fn, probability_flow=True)
-
-    def drift(t: Array, x: Array) -> Array:
-        return rsde.sde(x, jnp.full((x.shape[0],), t, x.dtype))[0]
-
-    return drift
-
-
-def solve_flow(vector_field: Callable[[Array, object], object], y0, t0: float, t1: float, *, solver: str,
-               rtol: float, atol: float, max_steps: int) -> tuple[object, Array]:
-    """One adaptive diffrax solve of dy/dt = vector_field(t, y) for a pytree `y` from t0 to t1.
-
-    Returns `(y(t1), nfe)`, nfe the number of `vector_field` calls: `stages` per attempted step
-    (accepted or rejected) plus one, as the first-same-as-last tableaux evaluate the first stage once.
-    """
-    if solver not in _SOLVERS:
-        raise ValueError(f"unknown solver {solver!r}; known: {sorted(_SOLVERS)}")
-    solution = diffrax.diffeqsolve(
-        diffrax.ODETerm(lambda t, y, args: vector_field(t, y)), _SOLVERS[solver](), t0=t0, t1=t1, dt0=None,
-        y0=y0, stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-        saveat=diffrax.SaveAt(t1=True), max_steps=max_steps,
-    )
-    nfe = _STAGES[solver] * solution.stats["num_steps"] + 1
-    return jax.tree.map(lambda leaf: leaf[0], solution.ys), nfe
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +25,7 @@ class FlowCodec:
     Attributes:
       eps: data-side time (the samplers' end time).
       rtol, atol: tolerances of the adaptive step control (PID controller).
-      solver: "tsit5", "dopri5" or "dopri8".
+      solver: an adaptive solver of `samplers.ode.SOLVERS` (tsit5, dopri5, dopri8, ...).
       max_steps: cap on solver steps; a solve that hits it raises under `diffrax`'s checks.
     """
 
@@ -71,14 +37,14 @@ class FlowCodec:
     max_steps: int = 4096
 
     def __post_init__(self):
-        if self.solver not in _SOLVERS:
-            raise ValueError(f"unknown solver {self.solver!r}; known: {sorted(_SOLVERS)}")
+        if self.solver not in ADAPTIVE:
+            raise ValueError(f"unknown adaptive solver {self.solver!r}; known: {', '.join(ADAPTIVE)}")
         if not 0 < self.eps < self.sde.T:
             raise ValueError(f"eps must lie in (0, T={self.sde.T}), got {self.eps}")
 
     def _solve(self, score_fn: ScoreFn, x: Array, t0: float, t1: float) -> tuple[Array, Array]:
-        return solve_flow(flow_drift(self.sde, score_fn), x, t0, t1, solver=self.solver, rtol=self.rtol,
-                          atol=self.atol, max_steps=self.max_steps)
+        return integrate(flow_drift(self.sde, score_fn), x, t0, t1, solver=self.solver, rtol=self.rtol,
+                         atol=self.atol, num_steps=None, max_steps=self.max_steps)
 
     def encode(self, score_fn: ScoreFn, x: Array) -> tuple[Array, Array]:
         """Latents `z: [B, ...]` at T of data `x: [B, ...]` at eps, and the score evaluations."""

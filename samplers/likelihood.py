@@ -28,7 +28,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from samplers.encode import flow_drift, solve_flow
+from samplers.ode import flow_drift, integrate
 from sde_lib.base import SDE, Array, ScoreFn
 
 DIVERGENCES = ("hutchinson", "exact")
@@ -105,7 +105,7 @@ def log_likelihood(rng: Array, sde: SDE, score_fn: ScoreFn, x: Array, *, diverge
         return dy, weight * jnp.sum(quad, axis=0)
 
     state0 = (x, jnp.zeros(x.shape[:1], x.dtype))
-    (z, delta_logp), nfe = solve_flow(vector_field, state0, eps, sde.T, solver=solver, rtol=rtol, atol=atol,
+    (z, delta_logp), nfe = integrate(vector_field, state0, eps, sde.T, solver=solver, rtol=rtol, atol=atol, num_steps=None,
                                       max_steps=max_steps)
     prior_logp = sde.prior_logp(z)
     return Likelihood(prior_logp + delta_logp, prior_logp, z, nfe)
