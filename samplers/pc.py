@@ -13,6 +13,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from samplers.registry import CORRECTORS, PREDICTORS, SAMPLERS
 from sde_lib.base import SDE, Array, ScoreFn
@@ -69,13 +70,26 @@ class PCSampler:
             raise ValueError(f"num_steps must be >= 1, got {self.num_steps}")
         # builds the parts once so that bad combinations (ancestral on sub-VP, bad snr) fail here
         self._parts(lambda x, t: x)
+        uses_discrete_chain = (self.predictor in ("reverse_diffusion", "ancestral_sampling")
+                               or self.corrector in ("langevin", "ald"))
+        betas = getattr(self._grid_sde, "discrete_betas", None)
+        if uses_discrete_chain and betas is not None and float(np.max(betas)) >= 1.0:
+            # beta_i = beta(t_i) / N: at or above 1 the chain's sqrt(1 - beta_i) is NaN
+            raise ValueError(f"num_steps={self.steps} is too few for {self.predictor!r} / {self.corrector!r} on "
+                             f"{type(self.sde).__name__}: the discrete beta reaches {float(np.max(betas)):.3g} "
+                             f">= 1; use more steps than beta_max or the euler_maruyama predictor")
 
     @property
     def steps(self) -> int:
         return self.sde.N if self.num_steps is None else self.num_steps
 
+    @property
+    def _grid_sde(self) -> SDE:
+        """The SDE with N = num_steps, whose discrete chain matches the time grid."""
+        return self.sde if self.steps == self.sde.N else dataclasses.replace(self.sde, N=self.steps)
+
     def _parts(self, score_fn: ScoreFn):
-        sde = self.sde if self.steps == self.sde.N else dataclasses.replace(self.sde, N=self.steps)
+        sde = self._grid_sde
         predictor = PREDICTORS.get(self.predictor)(sde, score_fn, self.probability_flow)
         corrector = CORRECTORS.get(self.corrector)(sde, score_fn, self.snr, self.n_steps)
         return predictor, corrector

@@ -122,6 +122,15 @@ def plot(results: list[dict], floor: float, title: str, path: pathlib.Path) -> N
     plt.close(fig)
 
 
+def _build(name: str, sde, budget: int):
+    """The sampler `name` at `budget` evaluations, or None (logged) where it rejects that budget."""
+    try:
+        return SAMPLERS[name](sde, budget)
+    except ValueError as error:
+        logging.warning("%s at nfe %d skipped: %s", name, budget, error)
+        return None
+
+
 def main(argv: list[str]) -> None:
     del argv
     names = FLAGS.samplers or [*SAMPLERS, ADAPTIVE]
@@ -143,7 +152,7 @@ def main(argv: list[str]) -> None:
     logging.info("exact-vs-exact sliced W2: %.4f +- %.4f", floor, floor_std)
     run = distance_fn(exact, x_init, projection_key, FLAGS.num_projections)
 
-    configs = [(name, budget, SAMPLERS[name](sde, budget)) for name in names if name in SAMPLERS
+    configs = [(name, budget, _build(name, sde, budget)) for name in names if name in SAMPLERS
                for budget in budgets]
     if ADAPTIVE in names:
         configs += [(ADAPTIVE, float(tol), ODESampler(sde, rtol=float(tol), atol=float(tol)))
