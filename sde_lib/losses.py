@@ -34,7 +34,9 @@ def _denoising_residual(score_fn: ScoreFn, x: Array, t: Array, mean: Array, std:
 class DSMLoss:
     """Continuous-time DSM: t ~ U(eps, T), lambda(t) = std(t)^2 or, with likelihood weighting,
     g(t)^2 (Song et al. 2021b, thm. 1). `importance_sampling` draws t with density proportional
-    to g^2 / std^2 instead, which keeps the likelihood weighting unbiased at lower variance."""
+    to g^2 / std^2 instead, which keeps the likelihood weighting unbiased at lower variance: the
+    weight Z / (T - eps) makes it estimate the same time average as uniform t (the 2021 code's
+    weight Z estimates the time integral, larger by the constant T - eps)."""
 
     sde: SDE
     reduce_mean: bool = False
@@ -62,7 +64,7 @@ class DSMLoss:
         if not self.likelihood_weighting:
             return losses
         if self.importance_sampling:
-            return losses * normaliser.astype(x.dtype)
+            return losses * (normaliser / (self.sde.T - self.eps)).astype(x.dtype)
         g2 = self.sde.sde(jnp.zeros_like(x), t)[1] ** 2
         return losses * g2 / std**2
 

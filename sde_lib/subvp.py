@@ -19,7 +19,10 @@ class subVPSDE(BetaScheduleSDE):
 
     def sde(self, x: Array, t: Array) -> tuple[Array, Array]:
         beta = self.beta(t).astype(x.dtype)
-        discount = -jnp.expm1(-2.0 * self.integrated_beta(t)).astype(x.dtype)
+        B = self.integrated_beta(t)
+        # 1 - e^{-2B} as 2 e^{-B} sinh(B): exact for small B, and XLA's CPU expm1 gave NaN in large
+        # jitted batches here
+        discount = (2.0 * jnp.exp(-B) * jnp.sinh(B)).astype(x.dtype)
         return -0.5 * batch_broadcast(beta, x) * x, jnp.sqrt(beta * discount)
 
     def sigma(self, t: Array) -> Array:
