@@ -208,6 +208,7 @@ def demo_mode(config, workdir: pathlib.Path) -> int:
         "train_seconds": round(train_seconds, 1),
         "total_seconds": round(time.time() - start, 1),
         "test_bits_per_dim": metrics.get("bpd"),
+        "test_bits_per_dim_median": metrics.get("bpd_median"),
         "digits_fid": metrics.get("fid"),
         "digits_kid": metrics.get("kid"),
         "written": {

@@ -161,7 +161,7 @@ def bits_per_dim_over_split(exp, params: Params, split: str, rng: jax.Array, *,
     Images: uniformly dequantised 8-bit data (Theis et al. 2016; always, as in the 2021 code,
     whatever `data.uniform_dequantization` says for training), bits/dim with the bin width of the
     model's data range (2/256 if `data.centered`, else 1/256; `samplers.likelihood.bits_per_dim`).
-    Returns {"bpd", "bpd_stderr", "num_examples", "nfe", "bin_width", "dequantization"}.
+    Returns {"bpd", "bpd_stderr", "bpd_median", "num_examples", "nfe", "bin_width", "dequantization"}.
     2-D point data are continuous: nats/dim without dequantisation, returned as
     {"nll_nats_per_dim", "nll_nats_per_dim_stderr", "num_examples", "nfe", "unit"} (no "bpd").
     Divergence by Hutchinson with `eval.num_probes` Rademacher probes; batch i uses
@@ -214,8 +214,10 @@ def bits_per_dim_over_split(exp, params: Params, split: str, rng: jax.Array, *,
                 "unit": "nats/dim of continuous 2-D points (no dequantization)"}
     bin_width = (2.0 if config.data.centered else 1.0) / 256.0
     bpd = np.asarray(likelihood.bits_per_dim(logp, dims, bin_width))
-    return {"bpd": float(bpd.mean()), "bpd_stderr": _stderr(bpd), **record, "bin_width": bin_width,
-            "dequantization": "uniform"}
+    # The median is reported beside the mean: one example whose flow diverges (a poorly fitted score
+    # field far from the data) can dominate the mean by orders of magnitude.
+    return {"bpd": float(bpd.mean()), "bpd_stderr": _stderr(bpd), "bpd_median": float(np.median(bpd)),
+            **record, "bin_width": bin_width, "dequantization": "uniform"}
 
 
 def _stderr(values: np.ndarray) -> float:

@@ -6,4 +6,5 @@ from configs.ve import cifar10_ncsnpp_continuous
 def get_config():
     config = cifar10_ncsnpp_continuous.get_config()
     config.model.num_res_blocks = 8
+    config.training.n_iters = 950_001  # as the 2021 deep configs
     return config

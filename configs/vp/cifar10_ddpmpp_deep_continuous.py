@@ -5,4 +5,5 @@ from configs.vp import cifar10_ddpmpp_continuous
 def get_config():
     config = cifar10_ddpmpp_continuous.get_config()
     config.model.num_res_blocks = 8
+    config.training.n_iters = 950_001  # as the 2021 deep configs
     return config

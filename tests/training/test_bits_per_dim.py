@@ -50,6 +50,7 @@ def test_digits_bpd_is_the_flow_nll_of_dequantised_data_with_the_range_bin_width
                            for i in range(2)])[:6]
     bpd = likelihood.bits_per_dim(logp, 64, result["bin_width"])
     assert result["bpd"] == pytest.approx(float(np.mean(bpd)), abs=1e-4)
+    assert result["bpd_median"] == pytest.approx(float(np.median(bpd)), abs=1e-4)
 
 
 def test_points_report_nats_per_dim_without_dequantisation():
