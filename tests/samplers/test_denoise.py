@@ -82,7 +82,7 @@ def test_posterior_sampling_reproduces_exact_posterior_moments(name):
 
 
 def test_posterior_denoise_rejects_per_example_sigma_and_resolves_names():
-    sampler = resolve_sampler("pc", VPSDE(), predictor="euler_maruyama", num_steps=10)
+    sampler = resolve_sampler("pc", VPSDE(), predictor="euler_maruyama", corrector="none", num_steps=10)
     assert isinstance(sampler, PCSampler) and sampler.num_steps == 10
     with pytest.raises(ValueError, match="one noise level"):
         posterior_denoise(jax.random.PRNGKey(0), sampler, lambda x, t: -x, jnp.zeros((2, 3)), jnp.ones(2))

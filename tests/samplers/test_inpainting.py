@@ -110,7 +110,7 @@ def test_inpainting_rejects_non_pc_samplers_and_bad_masks():
     with pytest.raises(TypeError, match="PC chain"):
         inpaint(jax.random.key(0), lambda x, t: x, known, jnp.asarray(MASK), object())
     with pytest.raises(ValueError, match="does not broadcast"):
-        inpaint(jax.random.key(0), lambda x, t: x, known, jnp.ones(3), PCSampler(sde, num_steps=2))
+        inpaint(jax.random.key(0), lambda x, t: x, known, jnp.ones(3), PCSampler(sde, num_steps=30))
 
 
 CORR_MEAN = np.array([1.0, -0.5, 2.0, 0.3])
