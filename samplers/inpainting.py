@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from samplers.pc import PCSampler, initial_state
+from samplers.pc import PCSampler, initial_state, run_chain
 from sde_lib.base import SDE, Array, ScoreFn, batch_broadcast
 from sde_lib.parametrization import data_from_score
 
@@ -178,23 +178,8 @@ def _replacement_chain(sampler: PCSampler, score_fn: ScoreFn, rng, known, mask, 
         noisy = mean + batch_broadcast(std, known) * jax.random.normal(key, known.shape, known.dtype)
         return to_x(jnp.where(keep, noisy, to_u(x))), to_x(jnp.where(keep, mean, to_u(x_mean)))
 
-    predictor, corrector = sampler._parts(score_fn)
-    ts = jnp.linspace(t_start, jnp.asarray(sampler.eps, x.dtype), sampler.steps)
-    t_next = jnp.concatenate([ts[1:], jnp.zeros((1,), x.dtype)])
-
-    def step(carry, times):
-        key, x, _ = carry
-        t, t_n = times
-        key, c_key, c_rep, p_key, p_rep = jax.random.split(key, 5)
-        vec_t = jnp.full((x.shape[0],), t, x.dtype)
-        x, x_mean = corrector.update(c_key, x, vec_t)
-        x, x_mean = replace(c_rep, x, x_mean, t)
-        x, x_mean = predictor.update(p_key, x, vec_t, t_n - t)
-        x, x_mean = replace(p_rep, x, x_mean, t_n)
-        return (key, x, x_mean), None
-
     chain_key, start_key = jax.random.split(chain_key)
     x, _ = replace(start_key, x, x, t_start)
-    (_, x, x_mean), _ = jax.lax.scan(step, (chain_key, x, x), (ts, t_next))
+    x, x_mean = run_chain(sampler, score_fn, chain_key, x, t_start, project=replace)
     out = x_mean if sampler.denoise else x
     return to_x(jnp.where(keep, known, to_u(out)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -106,10 +107,14 @@ class PCSampler:
         return _pc_sample(self, score_fn, tuple(shape), rng, x_init, t_init), self.nfe
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _pc_sample(sampler: PCSampler, score_fn: ScoreFn, shape, rng, x_init, t_init):
-    prior_key, chain_key = jax.random.split(rng)
-    x, t_start = initial_state(sampler.sde, prior_key, shape, x_init, t_init)
+def run_chain(sampler: PCSampler, score_fn: ScoreFn, key: Array, x: Array, t_start: Array,
+              project: Callable[[Array, Array, Array, Array], tuple[Array, Array]] | None = None
+              ) -> tuple[Array, Array]:
+    """The predictor-corrector scan from `x` at `t_start` down to eps; returns the last `(x, x_mean)`.
+
+    `project(key, x, x_mean, t)`, when given, follows every corrector and predictor update (the
+    replacement step of inpainting); without it the chain is plain PC sampling.
+    """
     predictor, corrector = sampler._parts(score_fn)
     ts = jnp.linspace(t_start, jnp.asarray(sampler.eps, x.dtype), sampler.steps)
     t_next = jnp.concatenate([ts[1:], jnp.zeros((1,), x.dtype)])
@@ -117,11 +122,24 @@ def _pc_sample(sampler: PCSampler, score_fn: ScoreFn, shape, rng, x_init, t_init
     def step(carry, times):
         key, x, _ = carry
         t, t_n = times
-        key, corrector_key, predictor_key = jax.random.split(key, 3)
         vec_t = jnp.full((x.shape[0],), t, x.dtype)
-        x, x_mean = corrector.update(corrector_key, x, vec_t)
-        x, x_mean = predictor.update(predictor_key, x, vec_t, t_n - t)
+        if project is None:
+            key, corrector_key, predictor_key = jax.random.split(key, 3)
+            x, x_mean = corrector.update(corrector_key, x, vec_t)
+            x, x_mean = predictor.update(predictor_key, x, vec_t, t_n - t)
+        else:
+            key, corrector_key, corrector_project, predictor_key, predictor_project = jax.random.split(key, 5)
+            x, x_mean = project(corrector_project, *corrector.update(corrector_key, x, vec_t), t)
+            x, x_mean = project(predictor_project, *predictor.update(predictor_key, x, vec_t, t_n - t), t_n)
         return (key, x, x_mean), None
 
-    (_, x, x_mean), _ = jax.lax.scan(step, (chain_key, x, x), (ts, t_next))
+    (_, x, x_mean), _ = jax.lax.scan(step, (key, x, x), (ts, t_next))
+    return x, x_mean
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _pc_sample(sampler: PCSampler, score_fn: ScoreFn, shape, rng, x_init, t_init):
+    prior_key, chain_key = jax.random.split(rng)
+    x, t_start = initial_state(sampler.sde, prior_key, shape, x_init, t_init)
+    x, x_mean = run_chain(sampler, score_fn, chain_key, x, t_start)
     return x_mean if sampler.denoise else x
