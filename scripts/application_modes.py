@@ -246,13 +246,22 @@ def interpolate_inputs(config: ml_collections.ConfigDict, workdir: str | pathlib
 def anomaly_inputs(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, input_path: str | pathlib.Path, *,
                    output_dir: str | pathlib.Path | None = None, labels_path: str | pathlib.Path | None = None,
                    times: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2, 0.4), num_draws: int = 4,
-                   seed: int = 0) -> dict:
-    """Denoising-error anomaly scores of the inputs, their ranking (most anomalous first), and the
+                   seed: int = 0, score_name: str = "denoising_error") -> dict:
+    """Anomaly scores of the inputs (`score_name`: "denoising_error", or "nll" for the probability-flow
+    bits/dim at the config's solver tolerances), their ranking (most anomalous first), and the
     AUROC against `labels` (an .npz with `labels: [B]`, 1 = anomaly) when given."""
+    if score_name not in ANOMALY_SCORES:
+        raise ValueError(f"unknown anomaly score {score_name!r}; known: {', '.join(ANOMALY_SCORES)}")
     x, out_dir, sde, score_fn = _prepare(config, workdir, input_path, output_dir, "anomaly")
-    score = jax.jit(lambda k, v: anomaly.denoising_error(k, sde, score_fn, v, tuple(times), num_draws))
+    if score_name == "nll":
+        bin_width = (2.0 if config.data.centered else 1.0) / 256.0 if x.ndim == 4 else None
+        score = jax.jit(lambda k, v: anomaly.nll_bits_per_dim(k, sde, score_fn, v, bin_width=bin_width,
+                                                              rtol=config.sampling.rtol,
+                                                              atol=config.sampling.atol))
+    else:
+        score = jax.jit(lambda k, v: anomaly.denoising_error(k, sde, score_fn, v, tuple(times), num_draws))
     scores = np.asarray(score(jax.random.PRNGKey(seed), x))
-    summary = {"mode": "anomaly", "score": "denoising_error", "scores": scores.tolist(),
+    summary = {"mode": "anomaly", "score": score_name, "scores": scores.tolist(),
                "ranking": np.asarray(anomaly.rank_anomalies(jnp.asarray(scores))).tolist()}
     if labels_path is not None:
         with np.load(labels_path, allow_pickle=False) as archive:
@@ -261,6 +270,7 @@ def anomaly_inputs(config: ml_collections.ConfigDict, workdir: str | pathlib.Pat
 
 
 # --- CLI flags and mode registration ----------------------------------------------------------
+ANOMALY_SCORES = ("denoising_error", "nll")
 flags.DEFINE_string("input", None, "Applications: input PNG, folder of PNGs, or .npz.")
 flags.DEFINE_string("output_dir", None, "Applications: output folder (default WORKDIR/<mode>).")
 flags.DEFINE_integer("app_seed", 0, "Applications: PRNG seed.")
@@ -274,6 +284,7 @@ flags.DEFINE_integer("interp_num", 8, "interpolate: points per path, end points 
 flags.DEFINE_string("labels", None, "anomaly: .npz with labels [B] (1 = anomaly) for the AUROC.")
 flags.DEFINE_list("anomaly_times", ["0.02", "0.05", "0.1", "0.2", "0.4"], "anomaly: noise levels t.")
 flags.DEFINE_integer("anomaly_draws", 4, "anomaly: noise draws per level.")
+flags.DEFINE_enum("anomaly_score", "denoising_error", ANOMALY_SCORES, "anomaly: which score to compute.")
 FLAGS = flags.FLAGS
 
 
@@ -304,6 +315,7 @@ APPLICATION_MODES = {
     "interpolate": _flag_adapter("interpolate", interpolate_inputs, num=lambda: FLAGS.interp_num),
     "anomaly": _flag_adapter("anomaly", anomaly_inputs, labels_path=lambda: FLAGS.labels,
                              times=lambda: tuple(float(t) for t in FLAGS.anomaly_times),
-                             num_draws=lambda: FLAGS.anomaly_draws, seed=lambda: FLAGS.app_seed),
+                             num_draws=lambda: FLAGS.anomaly_draws, seed=lambda: FLAGS.app_seed,
+                             score_name=lambda: FLAGS.anomaly_score),
 }
 """name -> registered mode `(config, workdir) -> 0`, for `scripts.main` (also in `scripts.modes.MODES`)."""

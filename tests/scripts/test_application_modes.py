@@ -89,6 +89,18 @@ def test_anomaly_scores_ranking_and_auroc(run):
     assert summary["auroc"] == auroc(scores, labels)
 
 
+def test_anomaly_nll_score_is_the_flow_bits_per_dim(run):
+    config, workdir, _ = run
+    np.savez(workdir / "labels.npz", labels=np.array([0, 1, 0, 1]))
+    summary = app.anomaly_inputs(config, workdir, workdir / "inputs.npz", labels_path=workdir / "labels.npz",
+                                 score_name="nll")
+    scores = np.asarray(summary["scores"])
+    assert summary["score"] == "nll" and scores.shape == (4,) and np.all(np.isfinite(scores))
+    assert np.all(np.diff(scores[summary["ranking"]]) <= 0)
+    with pytest.raises(ValueError, match="unknown anomaly score 'loss'"):
+        app.anomaly_inputs(config, workdir, workdir / "inputs.npz", score_name="loss")
+
+
 def test_wrong_shapes_and_missing_checkpoints_fail_clearly(run, tmp_path):
     config, workdir, _ = run
     np.savez(tmp_path / "big.npz", images=np.zeros((2, 16, 16, 1), np.float32))
