@@ -1,6 +1,8 @@
 """Test-wide JAX settings: a persistent compilation cache, and float64 for the maths tests."""
 import os
 import pathlib
+import subprocess
+import sys
 
 import jax
 import pytest
@@ -17,3 +19,18 @@ def x64():
     """Float64 with strict rank promotion: for tests about formulas, not throughput."""
     with jax.enable_x64(True), jax.numpy_rank_promotion("raise"):
         yield
+
+
+@pytest.fixture(scope="session")
+def run_on_four_devices():
+    """`run(script, timeout) -> CompletedProcess`: `python -c script` from the repository root with
+    4 fake CPU devices. A subprocess, because the device count is fixed when jax starts."""
+    root = pathlib.Path(__file__).resolve().parent.parent
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu",
+               PYTHONPATH=str(root))
+
+    def run(script: str, timeout: float) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True,
+                              timeout=timeout)
+
+    return run

@@ -1,8 +1,4 @@
 """Probability-flow ODE sampling with exact scores: the exact Gaussian transport map, mixtures, nfe."""
-import os
-import pathlib
-import subprocess
-import sys
 import textwrap
 
 import jax
@@ -159,10 +155,6 @@ SHARDING_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_ode_accepts_batch_sharded_over_four_devices_and_matches_one_device():
-    root = pathlib.Path(__file__).resolve().parents[2]
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu",
-               PYTHONPATH=str(root))
-    out = subprocess.run([sys.executable, "-c", SHARDING_SCRIPT], env=env, capture_output=True, text=True,
-                         timeout=120)
+def test_ode_accepts_batch_sharded_over_four_devices_and_matches_one_device(run_on_four_devices):
+    out = run_on_four_devices(SHARDING_SCRIPT, timeout=120)
     assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-2000:]

@@ -7,10 +7,6 @@ need XLA_FLAGS before jax is imported, so the checks run in one subprocess, whic
 sampler on its own line. The PC sampler and the adaptive ODE sampler are also run sharded in
 test_pc.py and test_ode.py.
 """
-import os
-import pathlib
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -68,13 +64,9 @@ SHARDING_SCRIPT = textwrap.dedent("""
 
 
 @pytest.fixture(scope="module")
-def sharded_results() -> dict[str, str]:
+def sharded_results(run_on_four_devices) -> dict[str, str]:
     """sampler name -> "OK" or the failed check, from one 4-device subprocess."""
-    root = pathlib.Path(__file__).resolve().parents[2]
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu",
-               PYTHONPATH=str(root))
-    out = subprocess.run([sys.executable, "-c", SHARDING_SCRIPT], env=env, capture_output=True, text=True,
-                         timeout=300)
+    out = run_on_four_devices(SHARDING_SCRIPT, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr[-3000:]
     results = {}
     for line in out.stdout.splitlines():

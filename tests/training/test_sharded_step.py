@@ -1,10 +1,6 @@
 """Data parallelism: the jitted train step over a 4-device mesh (batch split along the data axis,
 state replicated) gives the loss and parameters of the same step on one device. Runs in a
 subprocess with `--xla_force_host_platform_device_count=4` so the suite keeps one device."""
-import os
-import pathlib
-import subprocess
-import sys
 import textwrap
 
 SCRIPT = textwrap.dedent("""
@@ -55,10 +51,6 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_four_device_train_step_matches_one_device():
-    root = pathlib.Path(__file__).resolve().parents[2]
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu",
-               PYTHONPATH=str(root))
-    out = subprocess.run([sys.executable, "-c", SCRIPT], cwd=root, env=env, capture_output=True, text=True,
-                         timeout=300)
+def test_four_device_train_step_matches_one_device(run_on_four_devices):
+    out = run_on_four_devices(SCRIPT, timeout=300)
     assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
