@@ -14,6 +14,7 @@ from collections.abc import Callable
 import diffrax
 import jax
 import jax.numpy as jnp
+from jax.experimental.shard_alike import shard_alike
 
 from samplers.pc import initial_state
 from samplers.registry import SAMPLERS
@@ -60,9 +61,14 @@ def integrate(fn: Callable[[Array, Array], object], y0, t0: Array, t1: Array, *,
     else:
         controller, dt0 = diffrax.ConstantStepSize(), (t1 - t0) / num_steps
     sol = diffrax.diffeqsolve(diffrax.ODETerm(lambda t, y, args: fn(t, y)), cls(), t0, t1, dt0, y0,
-                              stepsize_controller=controller, max_steps=max_steps)
-    y1 = jax.tree.map(lambda leaf: leaf[-1], sol.ys)
-    return y1, at_start + per_step * sol.stats["num_steps"]
+                              stepsize_controller=controller, max_steps=max_steps, throw=False)
+    # diffrax writes y(t1) into a save buffer created without a sharding, and the partitioner
+    # gathers it onto every device; tying y(t1) to y0 keeps a batch-sharded y0's sharding.
+    y1 = jax.tree.map(lambda leaf, start: shard_alike(leaf[-1], start)[0], sol.ys, y0)
+    # The failure check (max_steps reached, step size underflow) hangs on the scalar nfe: diffrax's
+    # own check routes the whole solution through a host callback on one device.
+    nfe = sol.result.error_if(at_start + per_step * sol.stats["num_steps"], ~diffrax.is_okay(sol.result))
+    return y1, nfe
 
 
 @SAMPLERS.register("ode")

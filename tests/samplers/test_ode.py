@@ -137,6 +137,13 @@ def test_bad_solver_settings_are_rejected():
     assert isinstance(samplers.build_sampler("ode", make_sde("vp"), solver="heun", num_steps=4), ODESampler)
 
 
+def test_running_out_of_solver_steps_is_an_error_not_a_silent_sample():
+    sde = make_sde("ve")
+    sampler = ODESampler(sde, max_steps=3)
+    with pytest.raises(Exception, match="maximum number of solver steps"):
+        jax.block_until_ready(sampler(jax.random.key(0), sde_lib.gaussian(jnp.asarray(MEAN), jnp.asarray(COV)).score_fn(sde), (4, 2)))
+
+
 SHARDING_SCRIPT = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -146,10 +153,12 @@ SHARDING_SCRIPT = textwrap.dedent("""
     sde = sde_lib.VESDE(sigma_max=10.0)
     score_fn = sde_lib.gaussian(jnp.array([1.0, -2.0]), jnp.eye(2)).score_fn(sde)
     x_init = sde.prior_sampling(jax.random.key(0), (16, 2))
-    sharded = jax.device_put(x_init, NamedSharding(Mesh(np.array(jax.devices()), ("batch",)), P("batch")))
+    batch = NamedSharding(Mesh(np.array(jax.devices()), ("batch",)), P("batch"))
+    sharded = jax.device_put(x_init, batch)
     a, na = ODESampler(sde)(jax.random.key(1), score_fn, (16, 2), x_init=x_init)
     b, nb = ODESampler(sde)(jax.random.key(1), score_fn, (16, 2), x_init=sharded)
-    assert len(b.sharding.device_set) == 4, b.sharding
+    assert b.sharding.is_equivalent_to(batch, b.ndim), b.sharding  # split, not replicated
+    assert int(na) == int(nb)
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-4)
     print("OK", int(na), int(nb))
 """)

@@ -13,7 +13,7 @@ import pytest
 
 SIGMA_SPACE = ("edm_heun", "edm_heun_churn", "edm_heun_t_init", "ddim", "ddim_eta1", "dpm_solver_2m",
                "dpm_solver_3m")
-ODE = ("ode_euler_denoise", "ode_heun")
+ODE = ("ode_euler_denoise", "ode_heun", "likelihood")
 
 SHARDING_SCRIPT = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np
@@ -22,6 +22,7 @@ SHARDING_SCRIPT = textwrap.dedent("""
     from samplers.ddim import DDIMSampler
     from samplers.dpm_solver import DPMSolverPPSampler
     from samplers.edm_heun import EDMHeunSampler
+    from samplers.likelihood import log_likelihood
     from samplers.ode import ODESampler
 
     assert jax.device_count() == 4, jax.devices()
@@ -54,9 +55,22 @@ SHARDING_SCRIPT = textwrap.dedent("""
         assert np.abs(np.asarray(four) - np.asarray(x_init)).max() > 0.1, name  # the sampler moved x
         np.testing.assert_allclose(np.asarray(four), np.asarray(one), rtol=1e-4, atol=1e-4, err_msg=name)
 
-    for name, (sampler, t_init) in cases.items():
+    def check_likelihood(name, _sampler, _t_init):
+        sde = vp
+        data = mixture.sample(jax.random.key(2), shape[0])
+        run = jax.jit(lambda rng, x: log_likelihood(rng, sde, mixture.score_fn(sde), x, divergence="exact",
+                                                   rtol=1e-4, atol=1e-4))
+        one, four = run(jax.random.key(3), data), run(jax.random.key(3), jax.device_put(data, batch))
+        assert four.z.sharding.is_equivalent_to(batch, 2), (name, four.z.sharding)
+        assert four.logp.sharding.is_equivalent_to(batch, 1), (name, four.logp.sharding)
+        assert int(one.nfe) == int(four.nfe) > 0, (name, one.nfe, four.nfe)
+        np.testing.assert_allclose(np.asarray(four.logp), np.asarray(one.logp), rtol=1e-4, atol=1e-4,
+                                   err_msg=name)
+
+    checks = [(name, check, sampler, t_init) for name, (sampler, t_init) in cases.items()]
+    for name, run_check, sampler, t_init in checks + [("likelihood", check_likelihood, None, None)]:
         try:
-            check(name, sampler, t_init)
+            run_check(name, sampler, t_init)
             print("OK", name, flush=True)
         except AssertionError as error:
             print("FAIL", name, repr(error).replace(chr(10), " "), flush=True)
@@ -80,8 +94,6 @@ def test_sigma_space_samplers_keep_batch_sharded_and_match_one_device(sharded_re
     assert sharded_results.get(name) == "OK", sharded_results.get(name)
 
 
-@pytest.mark.xfail(strict=True, reason="samplers/ode.py: the diffrax solve gathers the batch and "
-                   "returns it replicated, not sharded")
 @pytest.mark.parametrize("name", ODE)
-def test_fixed_step_ode_sampler_keeps_batch_sharded_and_matches_one_device(sharded_results, name):
+def test_fixed_step_ode_sampler_and_likelihood_keep_batch_sharded_and_match_one_device(sharded_results, name):
     assert sharded_results.get(name) == "OK", sharded_results.get(name)
