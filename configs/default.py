@@ -49,6 +49,8 @@ def get_default_config() -> ml_collections.ConfigDict:
     evaluate.enable_bpd = True
     evaluate.enable_loss = True
     evaluate.bpd_dataset = "test"
+    evaluate.fid_dataset = "test"  # the split whose images are FID/KID's reference set
+    evaluate.fid_num_real = 0  # use at most this many of its images; 0: all
     evaluate.num_probes = 1
     evaluate.checkpoint = 0  # 0: the latest
 

@@ -133,7 +133,7 @@ _POSITIVE = ("training.batch_size", "training.n_iters", "training.n_jitted_steps
              "data.image_size", "data.num_channels", "model.num_scales", "model.sigma_min",
              "model.beta_max", "model.sigma_data", "model.nf", "model.num_res_blocks",
              "model.fourier_scale", "optim.lr", "optim.eps")
-_NON_NEGATIVE = ("sampling.num_steps", "eval.checkpoint", "data.num_workers", "model.beta_min",
+_NON_NEGATIVE = ("sampling.num_steps", "eval.checkpoint", "eval.fid_num_real", "data.num_workers", "model.beta_min",
                  "model.init_scale", "optim.weight_decay", "optim.warmup")
 _UNIT_INTERVAL = ("model.ema_rate", "model.dropout", "optim.beta1")  # [0, 1)
 _OPEN_UNIT = ("training.eps", "sampling.eps")  # (0, 1): a time in (0, T]

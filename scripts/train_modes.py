@@ -23,7 +23,11 @@ flags.DEFINE_integer("num_samples", None, "sample: how many samples (default sam
                      "evaluate: for FID/KID (default eval.num_samples).")
 flags.DEFINE_string("split", None, "likelihood/evaluate: data split for bits/dim (default eval.bpd_dataset).")
 flags.DEFINE_integer("max_examples", None, "likelihood/evaluate: use at most this many examples of the split.")
-flags.DEFINE_string("feature_extractor", "digits", "evaluate: feature space of FID/KID (digits).")
+flags.DEFINE_enum("feature_extractor", "digits", ["digits", "inception"],
+                  "evaluate: feature space of FID/KID: the digits classifier (trained on first use) or the "
+                  "FID Inception-v3 (needs --inception_weights; also reports the Inception Score).")
+flags.DEFINE_string("inception_weights", None, "evaluate: the FID Inception-v3 weights as .npz "
+                    "(from scripts/convert_inception_weights.py).")
 flags.DEFINE_string("classifier_dir", None, "evaluate/train_classifier/demo: where the digits classifier is "
                     "stored (default $SCORE_SDE_CACHE/digits_classifier, ~/.cache/score_sde_jax by default).")
 flags.DEFINE_float("demo_train_minutes", 6.0, "demo: training time budget in minutes.")
@@ -126,14 +130,24 @@ def likelihood_mode(config, workdir: pathlib.Path) -> int:
 
 
 def feature_extractor(name: str, config: ml_collections.ConfigDict):
-    """The FID/KID feature space by name; only `digits` ships (trained on first use)."""
-    from training import digits_classifier
-
+    """The FID/KID feature space by name: `digits` (trained on first use) or `inception` (weights
+    from the file given by --inception_weights)."""
     if name == "digits":
+        from training import digits_classifier
+
         extractor, _ = digits_classifier.get_or_train(_classifier_dir(), config)
         return extractor
-    raise ValueError(f"unknown feature extractor {name!r}; known: ['digits'] (an Inception extractor needs "
-                     "a local weights file and an implementation of training.evaluation.FeatureExtractor)")
+    if name == "inception":
+        from training.inception import InceptionFeatureExtractor
+
+        if not FLAGS.inception_weights:
+            raise SystemExit("score-sde evaluate: --feature_extractor=inception needs --inception_weights=<.npz> "
+                             "(convert pytorch-fid's weights with scripts/convert_inception_weights.py)")
+        try:
+            return InceptionFeatureExtractor.from_file(FLAGS.inception_weights, batch_size=config.eval.batch_size)
+        except (FileNotFoundError, ValueError) as error:
+            raise SystemExit(f"score-sde evaluate: {error}") from error
+    raise ValueError(f"unknown feature extractor {name!r}; known: ['digits', 'inception']")
 
 
 def evaluate_to_file(config: ml_collections.ConfigDict, workdir: pathlib.Path, *, extractor_name: str,
@@ -142,18 +156,21 @@ def evaluate_to_file(config: ml_collections.ConfigDict, workdir: pathlib.Path, *
     from training.data import get_data_inverse_scaler, load_uint8_images
     from training.evaluation import bits_per_dim_over_split, generate_samples, load_trained, sample_metrics
 
+    # The feature extractor first: a missing or bad weights file fails before any other work.
+    extractor = feature_extractor(extractor_name, config) if config.eval.enable_sampling else None
     exp, state = load_trained(config, workdir, step=config.eval.checkpoint)
     step = int(jax.device_get(state.step))
     record: dict = {"step": step}
-    if config.eval.enable_sampling:
-        extractor = feature_extractor(extractor_name, config)
+    if extractor is not None:
         num = num_samples or config.eval.num_samples
         samples, nfe = generate_samples(exp, state.ema_params, num, jax.random.fold_in(exp.keys.sample, step),
                                         batch_size=config.eval.batch_size,
                                         inverse_scaler=get_data_inverse_scaler(config))
-        real = load_uint8_images(config, "test").astype(np.float32) / 255.0
+        real = load_uint8_images(config, config.eval.fid_dataset,
+                                 max_examples=config.eval.fid_num_real or None).astype(np.float32) / 255.0
         record.update(sample_metrics(extractor, real, samples, rng=np.random.default_rng(config.seed)))
-        record.update({"feature_extractor": extractor.name, "num_samples": num, "nfe": nfe})
+        record.update({"feature_extractor": extractor.name, "num_samples": num, "nfe": nfe,
+                       "fid_dataset": config.eval.fid_dataset, "num_real": int(len(real))})
     if config.eval.enable_bpd:
         split = split or config.eval.bpd_dataset
         bpd = bits_per_dim_over_split(exp, state.ema_params, split, jax.random.fold_in(exp.keys.eval, step),

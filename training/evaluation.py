@@ -4,6 +4,7 @@ pluggable feature extractor, bits/dim over a data split.
 FID: Heusel et al. 2017, eq. 2 (Frechet distance of Gaussians fitted to features).
 KID: Binkowski et al. 2018, unbiased MMD^2 with the kernel k(x, y) = (x.y / d + 1)^3,
 averaged over random subsets.
+IS: Salimans et al. 2016, exp E_x KL(p(y|x) || p(y)), mean and spread over splits.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import scipy.linalg
+import scipy.special
 from jax.sharding import Mesh
 
 import models
@@ -29,8 +31,10 @@ Params = object
 class FeatureExtractor(Protocol):
     """Maps images `[B, H, W, C]` with values in [0, 1] to features `[B, D]` (numpy).
 
-    The digits classifier (`training.digits_classifier`) implements it for 8x8 digits; an
-    Inception network loaded from a user's local weights file would implement it for photos.
+    The digits classifier (`training.digits_classifier`) implements it for 8x8 digits, the FID
+    Inception-v3 loaded from a user's local weights file (`training.inception`) for photos. An
+    extractor that also has `features_and_logits(images) -> (features, logits)` gets the
+    Inception Score of its classifier reported too.
     """
 
     name: str
@@ -145,12 +149,36 @@ def generate_samples(exp, params: Params, num_samples: int, rng: jax.Array, *, b
     return out, int(nfe)
 
 
+def inception_score(logits: np.ndarray, *, num_splits: int = 10) -> tuple[float, float]:
+    """IS of class logits `[N, K]`: mean and standard deviation over `num_splits` equal splits of
+    exp(mean_x KL(p(y|x) || p(y))), p(y) the split's mean prediction (Salimans et al. 2016)."""
+    logits = np.asarray(logits, np.float64)
+    if logits.ndim != 2 or len(logits) < num_splits:
+        raise ValueError(f"need logits [N, K] with N >= num_splits={num_splits}, got {logits.shape}")
+    log_p = scipy.special.log_softmax(logits, axis=1)
+    scores = []
+    for part in np.array_split(log_p, num_splits):
+        log_marginal = scipy.special.logsumexp(part, axis=0) - np.log(len(part))
+        kl = np.sum(np.exp(part) * (part - log_marginal), axis=1)
+        scores.append(np.exp(kl.mean()))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
 def sample_metrics(extractor: FeatureExtractor, real: np.ndarray, samples: np.ndarray, *,
                    rng: np.random.Generator) -> dict[str, float]:
-    """FID and KID of `samples` against `real` images (both `[N, H, W, C]` in [0, 1])."""
-    real_features, sample_features = extractor(real), extractor(samples)
-    return {"fid": frechet_distance(real_features, sample_features),
-            "kid": kernel_inception_distance(real_features, sample_features, rng=rng)}
+    """FID and KID of `samples` against `real` images (both `[N, H, W, C]` in [0, 1]), and the
+    Inception Score of `samples` when the extractor has a classifier (`features_and_logits`)."""
+    real_features = extractor(real)
+    metrics = {}
+    if hasattr(extractor, "features_and_logits"):
+        sample_features, logits = extractor.features_and_logits(samples)
+        metrics["inception_score"], metrics["inception_score_std"] = inception_score(
+            logits, num_splits=min(10, len(samples)))
+    else:
+        sample_features = extractor(samples)
+    metrics["fid"] = frechet_distance(real_features, sample_features)
+    metrics["kid"] = kernel_inception_distance(real_features, sample_features, rng=rng)
+    return metrics
 
 
 def bits_per_dim_over_split(exp, params: Params, split: str, rng: jax.Array, *,

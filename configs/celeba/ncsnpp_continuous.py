@@ -13,4 +13,5 @@ def get_config():
     config.model.sigma_max = 90.0
     config.sampling.snr = 0.17
     config.eval.bpd_dataset = "test"
+    config.eval.fid_dataset = "train"
     return config

@@ -8,4 +8,5 @@ def get_config():
     config.data.dataset = "celebahq256"
     config.model.sigma_max = 348.0
     config.eval.bpd_dataset = "train"  # celeb_a_hq has a single split
+    config.eval.fid_dataset = "train"
     return config

@@ -12,5 +12,6 @@ def get_config():
     config.data.dataset = "image_folder"
     config.model.sigma_max = 1348.0
     config.eval.bpd_dataset = "train"
+    config.eval.fid_dataset = "train"
     config.training.reduce_mean = True  # as the 2021 FFHQ-1024 config
     return config

@@ -12,4 +12,5 @@ def get_config():
     config.data.dataset = "image_folder"
     config.model.sigma_max = 348.0
     config.eval.bpd_dataset = "train"
+    config.eval.fid_dataset = "train"
     return config

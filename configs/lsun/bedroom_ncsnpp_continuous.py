@@ -9,4 +9,5 @@ def get_config():
     config.data.dataset = "lsun_bedroom"
     config.model.sigma_max = 378.0
     config.eval.bpd_dataset = "validation"  # TFDS lsun has train and validation splits
+    config.eval.fid_dataset = "train"
     return config

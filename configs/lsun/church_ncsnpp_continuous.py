@@ -9,4 +9,5 @@ def get_config():
     config.data.dataset = "lsun_church"
     config.model.sigma_max = 380.0
     config.eval.bpd_dataset = "validation"  # TFDS lsun has train and validation splits
+    config.eval.fid_dataset = "train"
     return config

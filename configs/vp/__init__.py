@@ -9,4 +9,5 @@ def cifar10(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     config.data.image_size = 32
     config.data.num_channels = 3
     config.data.random_flip = True
+    config.eval.fid_dataset = "train"  # the published FIDs compare 50k samples with the 50k training images
     return config

@@ -97,6 +97,43 @@ def test_evaluate_writes_digits_fid_kid_and_bpd(workdir, tmp_path):
     assert np.isfinite(stored["bpd"]) and stored["num_examples"] == 4
 
 
+@pytest.fixture(scope="module")
+def inception_weights(tmp_path_factory):
+    """An .npz of deterministic random FID-Inception weights (no real weights can be downloaded)."""
+    import importlib.util
+
+    from training.inception import state_dict_shapes
+
+    helper = REPO / "tests" / "training" / "inception_reference" / "random_weights.py"
+    spec = importlib.util.spec_from_file_location("random_weights", helper)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    path = tmp_path_factory.mktemp("inception") / "fid_inception.npz"
+    np.savez(path, **module.random_state_dict(state_dict_shapes()))
+    return path
+
+
+def test_evaluate_with_inception_weights_reports_fid_kid_and_inception_score(workdir, inception_weights):
+    record = run_ok("evaluate", workdir, "--feature_extractor=inception", f"--inception_weights={inception_weights}",
+                    "--num_samples=10", "--config.eval.enable_bpd=false", "--config.eval.fid_num_real=40")
+    assert record["feature_extractor"] == "inception" and record["num_samples"] == 10
+    assert np.isfinite(record["fid"]) and record["fid"] > 0 and np.isfinite(record["kid"])
+    assert record["inception_score"] >= 1.0 and "bpd" not in record
+    assert record["fid_dataset"] == "test" and record["num_real"] == 40
+
+
+@pytest.mark.parametrize("weights, message", [
+    (None, "score-sde evaluate: --feature_extractor=inception needs --inception_weights=<.npz>"),
+    ("missing.npz", "score-sde evaluate: Inception weights file"),
+])
+def test_evaluate_with_inception_names_a_missing_weights_file(workdir, weights, message):
+    extra = ["--feature_extractor=inception"] + ([f"--inception_weights={workdir / weights}"] if weights else [])
+    before = sorted(p.name for p in (workdir / "eval").iterdir()) if (workdir / "eval").exists() else []
+    result = score_sde("evaluate", workdir, *extra)
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith(message), result.stderr
+    assert (sorted(p.name for p in (workdir / "eval").iterdir()) if (workdir / "eval").exists() else []) == before
+
+
 def test_encode_writes_latents_and_reconstruction(workdir, tmp_path):
     images = np.random.default_rng(0).random((2, 8, 8, 1)).astype(np.float32)
     np.savez(tmp_path / "inputs.npz", images=images)
