@@ -34,3 +34,37 @@ def run_on_four_devices():
                               timeout=timeout)
 
     return run
+
+
+def _load_inception_reference():
+    """tests/training/inception_reference/random_weights.py, shared with its torch-side maker."""
+    import importlib.util
+
+    path = pathlib.Path(__file__).parent / "training" / "inception_reference" / "random_weights.py"
+    spec = importlib.util.spec_from_file_location("inception_random_weights", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+INCEPTION_REFERENCE = _load_inception_reference()
+
+
+@pytest.fixture(scope="session")
+def inception_reference():
+    """The module of deterministic random weights and images that the pytorch-fid reference used."""
+    return INCEPTION_REFERENCE
+
+
+@pytest.fixture(scope="session")
+def random_inception_weights(tmp_path_factory):
+    """`(state_dict, npz_path)`: deterministic random FID-Inception weights in pytorch-fid's layout
+    (real ones cannot be downloaded here), as arrays and as a weights file."""
+    import numpy as np
+
+    from training.inception import state_dict_shapes
+
+    state_dict = INCEPTION_REFERENCE.random_state_dict(state_dict_shapes())
+    path = tmp_path_factory.mktemp("inception") / "fid_inception.npz"
+    np.savez(path, **state_dict)
+    return state_dict, path

@@ -97,23 +97,8 @@ def test_evaluate_writes_digits_fid_kid_and_bpd(workdir, tmp_path):
     assert np.isfinite(stored["bpd"]) and stored["num_examples"] == 4
 
 
-@pytest.fixture(scope="module")
-def inception_weights(tmp_path_factory):
-    """An .npz of deterministic random FID-Inception weights (no real weights can be downloaded)."""
-    import importlib.util
-
-    from training.inception import state_dict_shapes
-
-    helper = REPO / "tests" / "training" / "inception_reference" / "random_weights.py"
-    spec = importlib.util.spec_from_file_location("random_weights", helper)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    path = tmp_path_factory.mktemp("inception") / "fid_inception.npz"
-    np.savez(path, **module.random_state_dict(state_dict_shapes()))
-    return path
-
-
-def test_evaluate_with_inception_weights_reports_fid_kid_and_inception_score(workdir, inception_weights):
+def test_evaluate_with_inception_weights_reports_fid_kid_and_inception_score(workdir, random_inception_weights):
+    inception_weights = random_inception_weights[1]
     record = run_ok("evaluate", workdir, "--feature_extractor=inception", f"--inception_weights={inception_weights}",
                     "--num_samples=10", "--config.eval.enable_bpd=false", "--config.eval.fid_num_real=40")
     assert record["feature_extractor"] == "inception" and record["num_samples"] == 10

@@ -5,7 +5,6 @@ No real weights can be downloaded here, so the network is compared with pytorch-
 deterministic random weights: inception_reference/reference.npz holds pytorch-fid 0.3.0's
 pool3 features and logits for them (made by inception_reference/make_reference.py under torch).
 """
-import importlib.util
 import pathlib
 import subprocess
 import sys
@@ -21,26 +20,14 @@ REFERENCE_DIR = pathlib.Path(__file__).parent / "inception_reference"
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
-def _reference_helpers():
-    spec = importlib.util.spec_from_file_location("random_weights", REFERENCE_DIR / "random_weights.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-REFERENCE = _reference_helpers()
+@pytest.fixture(scope="module")
+def random_state_dict(random_inception_weights):
+    return random_inception_weights[0]
 
 
 @pytest.fixture(scope="module")
-def random_state_dict():
-    return REFERENCE.random_state_dict(inception.state_dict_shapes())
-
-
-@pytest.fixture(scope="module")
-def weights_file(tmp_path_factory, random_state_dict):
-    path = tmp_path_factory.mktemp("inception") / "fid_inception.npz"
-    np.savez(path, **random_state_dict)
-    return path
+def weights_file(random_inception_weights):
+    return random_inception_weights[1]
 
 
 def test_parameter_count_is_torchvisions_inception_v3_without_aux_head_with_1008_classes():
@@ -50,11 +37,11 @@ def test_parameter_count_is_torchvisions_inception_v3_without_aux_head_with_1008
     assert sum(leaf.size for leaf in jax.tree.leaves(params)) == 27_161_264 - 3_326_696 + 8 * 2049
 
 
-def test_features_and_logits_equal_pytorch_fids_on_the_same_weights(random_state_dict):
+def test_features_and_logits_equal_pytorch_fids_on_the_same_weights(random_state_dict, inception_reference):
     reference = np.load(REFERENCE_DIR / "reference.npz")
     extractor = inception.InceptionFeatureExtractor(inception.variables_from_state_dict(random_state_dict),
                                                     batch_size=3)
-    for name, images in REFERENCE.reference_images().items():  # upsampled non-square, and 299x299
+    for name, images in inception_reference.reference_images().items():  # upsampled non-square, and 299x299
         features, logits = extractor.features_and_logits(images)
         for ours, theirs in ((features, reference[f"{name}_features"]), (logits, reference[f"{name}_logits"])):
             assert np.abs(theirs).mean() > 1.0  # the random network is not degenerate
