@@ -165,3 +165,25 @@ def test_converter_reads_pytorch_state_dicts(random_state_dict, tmp_path):
     with np.load(tmp_path / "out.npz") as npz:
         assert len(npz.files) == len(random_state_dict)
         np.testing.assert_array_equal(npz["fc.weight"], random_state_dict["fc.weight"])
+
+
+SHARDED_SCRIPT = """
+import jax, numpy as np
+from training import inception
+assert jax.device_count() == 4
+variables = inception.load_weights({path!r})
+one = inception.InceptionFeatureExtractor(variables, batch_size=6, image_size=75,
+                                          mesh=jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",)))
+four = inception.InceptionFeatureExtractor(variables, batch_size=6, image_size=75)
+assert four.batch_size == 8, four.batch_size  # rounded up to a multiple of the 4 devices
+images = np.random.default_rng(0).random((10, 16, 16, 3), dtype=np.float32)
+np.testing.assert_allclose(four(images), one(images), rtol=1e-5, atol=1e-4)
+features, _ = four._apply(four.variables, jax.device_put(images[:8], four._images_sharding))
+assert features.sharding.is_equivalent_to(four._images_sharding, 2), features.sharding  # split, not gathered
+print("OK")
+"""
+
+
+def test_features_are_computed_data_parallel_and_equal_one_devices(run_on_four_devices, weights_file):
+    out = run_on_four_devices(SHARDED_SCRIPT.format(path=str(weights_file)), timeout=300)
+    assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
