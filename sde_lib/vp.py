@@ -30,6 +30,9 @@ class VPSDE(BetaScheduleSDE):
 
     def discretize(self, x: Array, t: Array) -> tuple[Array, Array]:
         """DDPM ancestral step: x_{i+1} = sqrt(1 - beta_i) x_i + sqrt(beta_i) z."""
+        if self.beta_max / self.N > 1.0:  # host-side: sqrt(1 - beta_i) would be NaN, silently
+            raise ValueError(f"VPSDE(N={self.N}, beta_max={self.beta_max}) has no DDPM discretisation: the last "
+                             f"discrete beta, beta_max / N = {self.beta_max / self.N:.3g}, must be <= 1; use N >= beta_max")
         beta = self.discrete_beta(t).astype(x.dtype)
         f = batch_broadcast(jnp.sqrt(1.0 - beta), x) * x - x
         return f, jnp.sqrt(beta)

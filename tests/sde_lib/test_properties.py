@@ -8,6 +8,7 @@ property under test and what keeps hypothesis cheap: one compilation per example
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -80,17 +81,27 @@ def test_outputs_keep_input_dtype_and_shape_under_jit(x64, sde, t, shape, use_f6
     b = t.size
     x = jnp.reshape(jnp.linspace(-1.0, 1.0, b * int(np.prod(shape)), dtype=dtype), (b,) + shape)
 
+    # The DDPM chain of a VP SDE exists only for beta_max / N <= 1 (asserted to raise below).
+    has_discretisation = not (isinstance(sde, sde_lib.VPSDE) and sde.beta_max / sde.N > 1)
+
     @jax.jit
     def compute(x, t):
         drift, diffusion = sde.sde(x, t)
         mean, std = sde.marginal_prob(x, t)
-        f, G = sde.discretize(x, t)
         rev_drift, rev_diffusion = sde.reverse(lambda y, s: -y, probability_flow=True).sde(x, t)
-        return [(drift, x.shape), (mean, x.shape), (f, x.shape), (rev_drift, x.shape),
-                (diffusion, (b,)), (std, (b,)), (G, (b,)), (rev_diffusion, (b,)),
-                (sde.prior_logp(x), (b,)), (sde.alpha(t), (b,)), (sde.sigma(t), (b,)),
-                (sde.t_of_sigma(sde.sigma(t)), (b,)), (sde.discrete_alpha(t), (b,)),
-                (sde.prior_sampling(jax.random.key(0), x.shape, dtype), x.shape)]
+        outputs = [(drift, x.shape), (mean, x.shape), (rev_drift, x.shape),
+                   (diffusion, (b,)), (std, (b,)), (rev_diffusion, (b,)),
+                   (sde.prior_logp(x), (b,)), (sde.alpha(t), (b,)), (sde.sigma(t), (b,)),
+                   (sde.t_of_sigma(sde.sigma(t)), (b,)),
+                   (sde.prior_sampling(jax.random.key(0), x.shape, dtype), x.shape)]
+        if has_discretisation:
+            f, G = sde.discretize(x, t)
+            outputs += [(f, x.shape), (G, (b,)), (sde.discrete_alpha(t), (b,))]
+        return outputs
+
+    if not has_discretisation:
+        with pytest.raises(ValueError, match=r"has no DDPM discretisation: .* must be <= 1; use N >= beta_max"):
+            sde.discretize(x, t)
 
     for out, out_shape in compute(x, t):
         assert out.dtype == dtype and out.shape == tuple(out_shape)
@@ -144,3 +155,13 @@ def test_eager_and_jit_agree_for_every_sde(x64):
 
         jax.tree.map(lambda a, e: np.testing.assert_allclose(a, e, rtol=1e-12),
                      jax.jit(everything)(x, t), everything(x, t))
+
+
+def test_vp_sde_without_a_ddpm_chain_names_the_problem_instead_of_returning_nan():
+    # Found by hypothesis: N=2, beta_max=3 gives discrete betas (0.5, 1.5) and sqrt(1 - 1.5).
+    sde = sde_lib.VPSDE(beta_min=1.0, beta_max=3.0, N=2)
+    with pytest.raises(ValueError, match=r"VPSDE\(N=2, beta_max=3.0\) has no DDPM discretisation: the last "
+                                         r"discrete beta, beta_max / N = 1.5, must be <= 1"):
+        jax.jit(sde.discretize)(jnp.ones((1, 1)), jnp.ones((1,)))
+    f, G = sde_lib.VPSDE(beta_min=1.0, beta_max=3.0, N=4).discretize(jnp.ones((1, 1)), jnp.ones((1,)))
+    assert np.isfinite(np.asarray(f)).all() and np.isfinite(np.asarray(G)).all()
