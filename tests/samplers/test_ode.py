@@ -167,3 +167,5 @@ SHARDING_SCRIPT = textwrap.dedent("""
 def test_ode_accepts_batch_sharded_over_four_devices_and_matches_one_device(run_on_four_devices):
     out = run_on_four_devices(SHARDING_SCRIPT, timeout=120)
     assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-2000:]
+    # diffrax's own failure check moved the whole solution through one device's host callback
+    assert "Involuntary full rematerialization" not in out.stderr, out.stderr[-2000:]
