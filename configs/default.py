@@ -79,7 +79,8 @@ def get_default_config() -> ml_collections.ConfigDict:
     model.ema_rate = 0.9999
     model.ema_warmup = False
     model.compute_dtype = "float32"  # float32 | bfloat16
-    model.conv_impl = "xla"  # xla | im2col: same maths, faster kernel gradients on CPUs (ncsnpp, ddpm)
+    model.conv_impl = "auto"  # auto | xla | im2col: same maths; im2col's kernel gradients are faster on CPUs,
+    # auto picks im2col on a CPU backend and xla on accelerators (ncsnpp, ddpm)
     # Architecture (NCSN++ / DDPM++ options; other networks read the subset they use)
     model.nf = 128
     model.ch_mult = (1, 2, 2, 2)

@@ -27,7 +27,7 @@ _FIXED_ENUMS = {
     "training.loss": LOSSES,
     "model.precond": PRECONDS,
     "model.compute_dtype": ("bfloat16", "float32"),
-    "model.conv_impl": ("im2col", "xla"),
+    "model.conv_impl": ("auto", "im2col", "xla"),
     "model.resblock_type": ("biggan", "ddpm"),
     "model.progressive": ("none", "output_skip", "residual"),
     "model.progressive_input": ("input_skip", "none", "residual"),

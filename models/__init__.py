@@ -13,13 +13,13 @@ Public API:
 """
 from models import ddpm, mlp, ncsn, ncsnpp, ncsnv2  # noqa: F401  (registration)
 from models.apply import get_model_fn
-from models.build import build_model, count_params, init_params, input_shape_of
+from models.build import build_model, count_params, default_conv_impl, init_params, input_shape_of
 from models.ema import ema_rate_at, ema_update
 from models.preconditioning import build_precond, get_denoiser_fn
 from models.registry import MODELS
 from models.score_fn import get_score_fn, noise_labels
 
 __all__ = [
-    "MODELS", "build_model", "build_precond", "count_params", "ema_rate_at", "ema_update",
+    "MODELS", "build_model", "build_precond", "count_params", "default_conv_impl", "ema_rate_at", "ema_update",
     "get_denoiser_fn", "get_model_fn", "get_score_fn", "init_params", "input_shape_of", "noise_labels",
 ]

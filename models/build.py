@@ -30,6 +30,8 @@ def _module_kwargs(cls: type[nn.Module], config: ml_collections.ConfigDict) -> d
         kwargs["centered"] = bool(config.data.centered)
     if "num_classes" in fields:
         kwargs["num_classes"] = int(model_cfg.num_scales)
+    if kwargs.get("conv_impl") == "auto":
+        kwargs["conv_impl"] = default_conv_impl()
     if "dtype" in fields:
         try:
             kwargs["dtype"] = _DTYPES[model_cfg.compute_dtype]
@@ -37,6 +39,13 @@ def _module_kwargs(cls: type[nn.Module], config: ml_collections.ConfigDict) -> d
             raise ValueError(f"config.model.compute_dtype must be one of {sorted(_DTYPES)}, "
                              f"got {model_cfg.compute_dtype!r}") from None
     return kwargs
+
+
+def default_conv_impl(backend: str | None = None) -> str:
+    """What `model.conv_impl = "auto"` means on `backend` (default: JAX's): "im2col" on CPUs, where
+    XLA's convolution weight gradient is several times slower than one im2col matmul (README,
+    Benchmarks), "xla" on accelerators, whose convolution kernels are already fast."""
+    return "im2col" if (backend or jax.default_backend()) == "cpu" else "xla"
 
 
 def build_model(config: ml_collections.ConfigDict) -> nn.Module:

@@ -83,9 +83,12 @@ def test_ncsnpp_with_im2col_equals_xla_in_outputs_and_gradients():
 
 def test_config_key_selects_the_implementation_and_rejects_unknown_names():
     config = get_default_config()
-    config.model.conv_impl = "im2col"
+    assert config.model.conv_impl == "auto" and jax.default_backend() == "cpu"
+    assert models.build_model(config).conv_impl == "im2col"  # auto: im2col on CPUs
+    assert models.default_conv_impl("gpu") == models.default_conv_impl("tpu") == "xla"
+    config.model.conv_impl = "xla"
     validate_config(config)
-    assert models.build_model(config).conv_impl == "im2col"
+    assert models.build_model(config).conv_impl == "xla"
     config.model.conv_impl = "cudnn"
     with pytest.raises(ConfigError, match="model.conv_impl"):
         validate_config(config)
