@@ -30,6 +30,8 @@ flags.DEFINE_string("inception_weights", None, "evaluate: the FID Inception-v3 w
                     "(from scripts/convert_inception_weights.py).")
 flags.DEFINE_string("classifier_dir", None, "evaluate/train_classifier/demo: where the digits classifier is "
                     "stored (default $SCORE_SDE_CACHE/digits_classifier, ~/.cache/score_sde_jax by default).")
+flags.DEFINE_string("reference_cache_dir", None, "evaluate: where features of FID/KID's reference images are "
+                    "cached per extractor and data (default $SCORE_SDE_CACHE/fid_reference; '' disables).")
 flags.DEFINE_float("demo_train_minutes", 6.0, "demo: training time budget in minutes.")
 
 FLAGS = flags.FLAGS
@@ -43,11 +45,18 @@ def _require(config: ml_collections.ConfigDict | None, mode: str) -> ml_collecti
     return config
 
 
+def _cache_root() -> pathlib.Path:
+    return pathlib.Path(os.environ.get("SCORE_SDE_CACHE", "~/.cache/score_sde_jax")).expanduser()
+
+
 def _classifier_dir() -> pathlib.Path:
-    if FLAGS.classifier_dir:
-        return pathlib.Path(FLAGS.classifier_dir)
-    cache = pathlib.Path(os.environ.get("SCORE_SDE_CACHE", "~/.cache/score_sde_jax")).expanduser()
-    return cache / "digits_classifier"
+    return pathlib.Path(FLAGS.classifier_dir) if FLAGS.classifier_dir else _cache_root() / "digits_classifier"
+
+
+def _reference_cache_dir() -> pathlib.Path | None:
+    if FLAGS.reference_cache_dir is None:
+        return _cache_root() / "fid_reference"
+    return pathlib.Path(FLAGS.reference_cache_dir) if FLAGS.reference_cache_dir else None
 
 
 def _write_json(path: pathlib.Path, record: dict) -> pathlib.Path:
@@ -150,31 +159,47 @@ def feature_extractor(name: str, config: ml_collections.ConfigDict):
     raise ValueError(f"unknown feature extractor {name!r}; known: ['digits', 'inception']")
 
 
+def _reference_description(config: ml_collections.ConfigDict, split_size: int, num_real: int) -> dict:
+    """What identifies FID's reference images (with the extractor, the key of their cached features)."""
+    data = config.data
+    return {"dataset": data.dataset, "data_dir": str(pathlib.Path(data.data_dir).absolute()) if data.data_dir else "",
+            "split": config.eval.fid_dataset, "split_size": split_size, "num_real": num_real,
+            "image_size": data.image_size, "num_channels": data.num_channels}
+
+
 def evaluate_to_file(config: ml_collections.ConfigDict, workdir: pathlib.Path, *, extractor_name: str,
                      num_samples: int | None, split: str | None, max_examples: int | None) -> dict:
-    """FID and KID of samples against the test split, plus bits/dim -> `eval/metrics_step<k>.json`."""
-    from training.data import get_data_inverse_scaler, load_uint8_images
-    from training.evaluation import bits_per_dim_over_split, generate_samples, load_trained, sample_metrics
+    """FID and KID (and IS) of samples against `eval.fid_dataset`, plus bits/dim ->
+    `eval/metrics_step<k>.json`. The reference images' features are cached (`reference_features`)."""
+    from training import evaluation
+    from training.data import get_data_inverse_scaler, load_uint8_images, open_split
 
     # The feature extractor first: a missing or bad weights file fails before any other work.
     extractor = feature_extractor(extractor_name, config) if config.eval.enable_sampling else None
-    exp, state = load_trained(config, workdir, step=config.eval.checkpoint)
+    exp, state = evaluation.load_trained(config, workdir, step=config.eval.checkpoint)
     step = int(jax.device_get(state.step))
     record: dict = {"step": step}
     if extractor is not None:
         num = num_samples or config.eval.num_samples
-        samples, nfe = generate_samples(exp, state.ema_params, num, jax.random.fold_in(exp.keys.sample, step),
-                                        batch_size=config.eval.batch_size,
-                                        inverse_scaler=get_data_inverse_scaler(config))
-        real = load_uint8_images(config, config.eval.fid_dataset,
-                                 max_examples=config.eval.fid_num_real or None).astype(np.float32) / 255.0
-        record.update(sample_metrics(extractor, real, samples, rng=np.random.default_rng(config.seed)))
+        samples, nfe = evaluation.generate_samples(exp, state.ema_params, num,
+                                                   jax.random.fold_in(exp.keys.sample, step),
+                                                   batch_size=config.eval.batch_size,
+                                                   inverse_scaler=get_data_inverse_scaler(config))
+        split_size = len(open_split(config, config.eval.fid_dataset))
+        num_real = min(config.eval.fid_num_real or split_size, split_size)
+        real_features, cache_file = evaluation.reference_features(
+            extractor, lambda: load_uint8_images(config, config.eval.fid_dataset, max_examples=num_real)
+            .astype(np.float32) / 255.0,
+            _reference_description(config, split_size, num_real), _reference_cache_dir())
+        record.update(evaluation.sample_metrics(extractor, None, samples, real_features=real_features,
+                                                rng=np.random.default_rng(config.seed)))
         record.update({"feature_extractor": extractor.name, "num_samples": num, "nfe": nfe,
-                       "fid_dataset": config.eval.fid_dataset, "num_real": int(len(real))})
+                       "fid_dataset": config.eval.fid_dataset, "num_real": num_real,
+                       "reference_features": str(cache_file) if cache_file else None})
     if config.eval.enable_bpd:
         split = split or config.eval.bpd_dataset
-        bpd = bits_per_dim_over_split(exp, state.ema_params, split, jax.random.fold_in(exp.keys.eval, step),
-                                      max_examples=max_examples)
+        bpd = evaluation.bits_per_dim_over_split(exp, state.ema_params, split,
+                                                 jax.random.fold_in(exp.keys.eval, step), max_examples=max_examples)
         record.update({"bpd_split": split, **bpd})
     record["file"] = str(_write_json(workdir / SUMMARY_DIR / f"metrics_step{step}.json", record).absolute())
     return record

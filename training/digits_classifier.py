@@ -77,7 +77,10 @@ class DigitsFeatureExtractor:
     name = "digits"
 
     def __init__(self, params):
+        from training.evaluation import fingerprint_of
+
         self.params = params
+        self.fingerprint = fingerprint_of("digits", params)
         self._features = jax.jit(lambda p, x: DigitsClassifier().apply({"params": p}, x)[1])
 
     def __call__(self, images: np.ndarray) -> np.ndarray:

@@ -8,7 +8,10 @@ IS: Salimans et al. 2016, exp E_x KL(p(y|x) || p(y)), mean and spread over split
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import pathlib
+import zipfile
 from collections.abc import Callable
 from typing import Protocol
 
@@ -19,6 +22,7 @@ import ml_collections
 import numpy as np
 import scipy.linalg
 import scipy.special
+from absl import logging
 from jax.sharding import Mesh
 
 import models
@@ -34,10 +38,13 @@ class FeatureExtractor(Protocol):
     The digits classifier (`training.digits_classifier`) implements it for 8x8 digits, the FID
     Inception-v3 loaded from a user's local weights file (`training.inception`) for photos. An
     extractor that also has `features_and_logits(images) -> (features, logits)` gets the
-    Inception Score of its classifier reported too.
+    Inception Score of its classifier reported too. `fingerprint` identifies the weights (and
+    any setting that changes the features), so cached reference features are never reused
+    across extractors.
     """
 
     name: str
+    fingerprint: str
 
     def __call__(self, images: np.ndarray) -> np.ndarray: ...
 
@@ -164,11 +171,55 @@ def inception_score(logits: np.ndarray, *, num_splits: int = 10) -> tuple[float,
     return float(np.mean(scores)), float(np.std(scores))
 
 
-def sample_metrics(extractor: FeatureExtractor, real: np.ndarray, samples: np.ndarray, *,
-                   rng: np.random.Generator) -> dict[str, float]:
-    """FID and KID of `samples` against `real` images (both `[N, H, W, C]` in [0, 1]), and the
-    Inception Score of `samples` when the extractor has a classifier (`features_and_logits`)."""
-    real_features = extractor(real)
+def fingerprint_of(*parts) -> str:
+    """A short hex digest of strings and array pytrees (shapes, dtypes and bytes of every leaf)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        for leaf in jax.tree.leaves(part):
+            array = np.asarray(leaf)
+            digest.update(f"{array.shape}{array.dtype}".encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:20]
+
+
+def reference_features(extractor: FeatureExtractor, load_images: Callable[[], np.ndarray], description: dict,
+                       cache_dir: str | pathlib.Path | None) -> tuple[np.ndarray, pathlib.Path | None]:
+    """Features of the reference images, computed once per (extractor, data) and then read back.
+
+    `description` names the images (data set, split, count, size, ...); with the extractor's
+    name and fingerprint it keys the cache file `<cache_dir>/<digest>.npz`, which holds the
+    features and the description (checked on reading). `load_images()` gives `[N, H, W, C]` in
+    [0, 1] and is called only on a miss. An unreadable or mismatched file is recomputed and
+    replaced; the file is written atomically. Returns the features and the cache file (or None).
+    """
+    key = json.dumps({"extractor": extractor.name, "fingerprint": extractor.fingerprint, **description},
+                     sort_keys=True)
+    path = None if cache_dir is None else pathlib.Path(cache_dir) / f"{fingerprint_of(key)}.npz"
+    if path is not None and path.exists():
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                if str(stored["description"]) == key:
+                    return stored["features"], path
+            logging.warning("Reference features %s were made for other data; recomputing", path)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+            logging.warning("Reference features %s are unreadable (%s); recomputing", path, error)
+    features = np.asarray(extractor(load_images()), np.float32)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.stem + ".partial.npz")
+        np.savez(partial, features=features, description=np.asarray(key))
+        partial.replace(path)
+    return features, path
+
+
+def sample_metrics(extractor: FeatureExtractor, real: np.ndarray | None, samples: np.ndarray, *,
+                   rng: np.random.Generator, real_features: np.ndarray | None = None) -> dict[str, float]:
+    """FID and KID of `samples` against `real` images (both `[N, H, W, C]` in [0, 1]) or against
+    their precomputed `real_features`, and the Inception Score of `samples` when the extractor
+    has a classifier (`features_and_logits`)."""
+    if (real is None) == (real_features is None):
+        raise ValueError("give exactly one of real images and real_features")
+    real_features = extractor(real) if real_features is None else real_features
     metrics = {}
     if hasattr(extractor, "features_and_logits"):
         sample_features, logits = extractor.features_and_logits(samples)

@@ -26,7 +26,7 @@ TRAIN_STEPS = 4
 def score_sde(mode: str, workdir: pathlib.Path, *extra: str, overrides=OVERRIDES) -> subprocess.CompletedProcess:
     """`score-sde <mode> --config=digits.py --workdir=... --config.<override>... <extra>` in a
     fresh process (sharing this suite's compilation cache)."""
-    env = dict(os.environ, JAX_PLATFORMS="cpu",
+    env = dict(os.environ, JAX_PLATFORMS="cpu", SCORE_SDE_CACHE=str(workdir.parent / "cache"),
                JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir or "",
                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.5")
     argv = [sys.executable, "-m", "scripts.main", mode, CONFIG, f"--workdir={workdir}",
@@ -98,13 +98,16 @@ def test_evaluate_writes_digits_fid_kid_and_bpd(workdir, tmp_path):
 
 
 def test_evaluate_with_inception_weights_reports_fid_kid_and_inception_score(workdir, random_inception_weights):
-    inception_weights = random_inception_weights[1]
-    record = run_ok("evaluate", workdir, "--feature_extractor=inception", f"--inception_weights={inception_weights}",
-                    "--num_samples=10", "--config.eval.enable_bpd=false", "--config.eval.fid_num_real=40")
+    record = run_ok("evaluate", workdir, "--feature_extractor=inception",
+                    f"--inception_weights={random_inception_weights[1]}", "--num_samples=10",
+                    "--config.eval.enable_bpd=false", "--config.eval.fid_num_real=40")
     assert record["feature_extractor"] == "inception" and record["num_samples"] == 10
     assert np.isfinite(record["fid"]) and record["fid"] > 0 and np.isfinite(record["kid"])
     assert record["inception_score"] >= 1.0 and "bpd" not in record
     assert record["fid_dataset"] == "test" and record["num_real"] == 40
+    cached = pathlib.Path(record["reference_features"])  # kept for the next evaluation
+    assert cached.parent == workdir.parent / "cache" / "fid_reference"
+    assert np.load(cached)["features"].shape == (40, 2048)
 
 
 @pytest.mark.parametrize("weights, message", [
@@ -113,10 +116,14 @@ def test_evaluate_with_inception_weights_reports_fid_kid_and_inception_score(wor
 ])
 def test_evaluate_with_inception_names_a_missing_weights_file(workdir, weights, message):
     extra = ["--feature_extractor=inception"] + ([f"--inception_weights={workdir / weights}"] if weights else [])
-    before = sorted(p.name for p in (workdir / "eval").iterdir()) if (workdir / "eval").exists() else []
+
+    def written():
+        return sorted(p.name for p in (workdir / "eval").iterdir()) if (workdir / "eval").exists() else []
+
+    before = written()
     result = score_sde("evaluate", workdir, *extra)
     assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith(message), result.stderr
-    assert (sorted(p.name for p in (workdir / "eval").iterdir()) if (workdir / "eval").exists() else []) == before
+    assert written() == before
 
 
 def test_encode_writes_latents_and_reconstruction(workdir, tmp_path):
