@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pathlib
 import zipfile
 from collections.abc import Callable
@@ -206,7 +207,8 @@ def reference_features(extractor: FeatureExtractor, load_images: Callable[[], np
     features = np.asarray(extractor(load_images()), np.float32)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.stem + ".partial.npz")
+        # One partial file per process: hosts sharing a file system may write the same entry at once.
+        partial = path.with_name(f"{path.stem}.partial{os.getpid()}.npz")
         np.savez(partial, features=features, description=np.asarray(key))
         partial.replace(path)
     return features, path
