@@ -41,6 +41,20 @@ def get_default_config() -> ml_collections.ConfigDict:
     sampling.rtol = 1e-5
     sampling.atol = 1e-5
     sampling.batch_size = 64
+    # Options of single samplers (each sampler reads the ones it has):
+    sampling.ode_solver = "tsit5"  # ode: a key of samplers.ode.SOLVERS (adaptive unless num_steps > 0)
+    sampling.max_steps = 4096  # ode: most solver steps
+    sampling.eta = 0.0  # ddim: 0 deterministic, 1 DDPM-like noise
+    sampling.order = 2  # dpm_solver: 1, 2 or 3 (multistep)
+    sampling.schedule = ""  # ddim / dpm_solver / edm_heun noise levels: karras | log_snr | uniform_t; "": the sampler's own
+    sampling.rho = 7.0  # the karras schedule's exponent
+    sampling.sigma_min = 0.0  # ddim / dpm_solver / edm_heun noise range; 0: the SDE's
+    sampling.sigma_max = 0.0
+    sampling.S_churn = 0.0  # edm_heun stochasticity (Karras et al. 2022, alg. 2)
+    sampling.S_min = 0.0
+    sampling.S_max = float("inf")
+    sampling.S_noise = 1.0
+    sampling.step_lr = 6.2e-6  # ald: step size at the smallest noise level
 
     config.eval = evaluate = ml_collections.ConfigDict()
     evaluate.batch_size = 256

@@ -34,7 +34,15 @@ _FIXED_ENUMS = {
     "model.progressive_combine": ("cat", "sum"),
     "model.embedding_type": ("fourier", "positional"),
     "optim.optimizer": ("Adam",),
+    "model.nonlinearity": ("elu", "lrelu", "relu", "silu", "swish"),
+    # The networks implement one normalisation each (GroupNorm: NCSN++ / DDPM++ / DDPM;
+    # InstanceNorm++: NCSN / NCSNv2) and DDPM attention; the keys are kept for the 2021 configs.
+    "model.normalization": ("GroupNorm", "InstanceNorm++"),
+    "model.attention_type": ("ddpm",),
+    "sampling.ode_solver": ("bosh3", "dopri5", "dopri8", "euler", "heun", "midpoint", "tsit5"),
+    "sampling.schedule": ("", "karras", "log_snr", "uniform_t"),
 }
+_ADAPTIVE_ODE_SOLVERS = ("bosh3", "dopri5", "dopri8", "heun", "midpoint", "tsit5")
 
 
 class ConfigError(ValueError):
@@ -119,6 +127,11 @@ def _check_enums(c: ml_collections.ConfigDict) -> None:
     _check_enum("model.name", c.model.name, _registry_names("models", "MODELS", _FALLBACK_MODELS))
     _check_enum("sampling.method", c.sampling.method,
                 _registry_names("samplers", "SAMPLERS", _FALLBACK_SAMPLERS))
+    if c.sampling.method == "ode" and not c.sampling.num_steps and c.sampling.ode_solver not in _ADAPTIVE_ODE_SOLVERS:
+        raise ConfigError(f"config key 'sampling.ode_solver' {c.sampling.ode_solver!r} has no error estimate for an "
+                          f"adaptive solve: set sampling.num_steps > 0 or one of {', '.join(_ADAPTIVE_ODE_SOLVERS)}")
+    if c.sampling.order not in (1, 2, 3):
+        raise ConfigError(f"config key 'sampling.order' must be 1, 2 or 3, got {c.sampling.order!r}")
     if c.sampling.method == "pc":
         _check_enum("sampling.predictor", c.sampling.predictor,
                     _registry_names("samplers", "PREDICTORS", _FALLBACK_PREDICTORS))
@@ -129,11 +142,13 @@ def _check_enums(c: ml_collections.ConfigDict) -> None:
 _POSITIVE = ("training.batch_size", "training.n_iters", "training.n_jitted_steps", "training.log_freq",
              "training.eval_freq", "training.snapshot_freq", "training.snapshot_freq_for_preemption",
              "training.keep_checkpoints", "sampling.batch_size", "sampling.n_steps_each", "sampling.snr",
-             "sampling.rtol", "sampling.atol", "eval.batch_size", "eval.num_samples", "eval.num_probes",
+             "sampling.rtol", "sampling.atol", "sampling.max_steps", "sampling.rho", "sampling.S_noise",
+             "sampling.step_lr", "eval.batch_size", "eval.num_samples", "eval.num_probes",
              "data.image_size", "data.num_channels", "model.num_scales", "model.sigma_min",
              "model.beta_max", "model.sigma_data", "model.nf", "model.num_res_blocks",
              "model.fourier_scale", "optim.lr", "optim.eps")
-_NON_NEGATIVE = ("sampling.num_steps", "eval.checkpoint", "eval.fid_num_real", "data.num_workers", "model.beta_min",
+_NON_NEGATIVE = ("sampling.num_steps", "sampling.eta", "sampling.sigma_min", "sampling.sigma_max",
+                 "sampling.S_churn", "sampling.S_min", "eval.checkpoint", "eval.fid_num_real", "data.num_workers", "model.beta_min",
                  "model.init_scale", "optim.weight_decay", "optim.warmup")
 _UNIT_INTERVAL = ("model.ema_rate", "model.dropout", "optim.beta1")  # [0, 1)
 _OPEN_UNIT = ("training.eps", "sampling.eps")  # (0, 1): a time in (0, T]
@@ -155,6 +170,11 @@ def _check_ranges(flat: dict) -> None:
 
 def _check_relations(c: ml_collections.ConfigDict) -> None:
     m, t, d = c.model, c.training, c.data
+    s = c.sampling
+    if s.sigma_min > 0 and s.sigma_max > 0 and s.sigma_min >= s.sigma_max:
+        raise ConfigError(f"config key 'sampling.sigma_min' ({s.sigma_min}) must be < sampling.sigma_max ({s.sigma_max})")
+    if s.S_min > s.S_max:
+        raise ConfigError(f"config key 'sampling.S_min' ({s.S_min}) must be <= sampling.S_max ({s.S_max})")
     if m.sigma_min >= m.sigma_max:
         raise ConfigError(f"config key 'model.sigma_min' ({m.sigma_min}) must be < model.sigma_max ({m.sigma_max})")
     if m.beta_min > m.beta_max:

@@ -93,7 +93,23 @@ def _sampling_values(config: ml_collections.ConfigDict) -> dict:
         "eps": s.eps,
         "rtol": s.rtol,
         "atol": s.atol,
+        "solver": s.ode_solver,
+        "max_steps": s.max_steps,
+        "eta": s.eta,
+        "order": s.order,
+        "rho": s.rho,
+        "S_churn": s.S_churn,
+        "S_min": s.S_min,
+        "S_max": s.S_max,
+        "S_noise": s.S_noise,
+        "step_lr": s.step_lr,
     }
+    if s.schedule:  # "" keeps each sampler's own schedule
+        values["schedule"] = s.schedule
+    if s.sigma_min > 0:  # 0 takes the range from the SDE
+        values["sigma_min"] = s.sigma_min
+    if s.sigma_max > 0:
+        values["sigma_max"] = s.sigma_max
     if s.num_steps:  # 0 keeps each sampler's own default (the SDE's N for PC)
         values["num_steps"] = s.num_steps
     return values

@@ -157,3 +157,55 @@ def test_point_data_needs_the_mlp():
 
 def test_digits_are_grey():
     _rejects(_config(data__num_channels=3), "config key 'data.num_channels' must be 1 for the grey digits, got 3")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"model__nonlinearity": "swsh"}, "config key 'model.nonlinearity' is 'swsh'; known: elu, lrelu, relu, silu, swish"),
+    ({"model__normalization": "BatchNorm"},
+     "config key 'model.normalization' is 'BatchNorm'; known: GroupNorm, InstanceNorm++"),
+    ({"sampling__schedule": "cosine"}, "config key 'sampling.schedule' is 'cosine'; known: , karras, log_snr, uniform_t"),
+    ({"sampling__ode_solver": "rk45"},
+     "config key 'sampling.ode_solver' is 'rk45'; known: bosh3, dopri5, dopri8, euler, heun, midpoint, tsit5"),
+    ({"sampling__method": "ode", "sampling__ode_solver": "euler"},
+     "config key 'sampling.ode_solver' 'euler' has no error estimate for an adaptive solve: set sampling.num_steps "
+     "> 0 or one of bosh3, dopri5, dopri8, heun, midpoint, tsit5"),
+    ({"sampling__order": 4}, "config key 'sampling.order' must be 1, 2 or 3, got 4"),
+    ({"sampling__eta": -0.5}, "config key 'sampling.eta' must be >= 0, got -0.5"),
+    ({"sampling__rho": 0.0}, "config key 'sampling.rho' must be > 0, got 0.0"),
+    ({"sampling__sigma_min": 5.0, "sampling__sigma_max": 1.0},
+     "config key 'sampling.sigma_min' (5.0) must be < sampling.sigma_max (1.0)"),
+    ({"sampling__S_min": 2.0, "sampling__S_max": 1.0}, "config key 'sampling.S_min' (2.0) must be <= sampling.S_max (1.0)"),
+])
+def test_bad_sampler_and_network_options_are_named(change, message):
+    _rejects(_config(**change), message)
+
+
+def test_validated_ode_solvers_are_the_samplers():
+    from configs.validate import _ADAPTIVE_ODE_SOLVERS, _FIXED_ENUMS
+    from samplers.ode import ADAPTIVE, SOLVERS
+
+    assert set(_FIXED_ENUMS["sampling.ode_solver"]) == set(SOLVERS)
+    assert set(_ADAPTIVE_ODE_SOLVERS) == set(ADAPTIVE)
+
+
+@pytest.mark.parametrize("method, options, expected", [
+    ("ddim", {"eta": 0.5, "num_steps": 7, "schedule": "karras", "rho": 5.0},
+     {"eta": 0.5, "num_steps": 7, "schedule": "karras", "rho": 5.0}),
+    ("dpm_solver", {"order": 3, "sigma_min": 0.02, "sigma_max": 20.0},
+     {"order": 3, "sigma_min": 0.02, "sigma_max": 20.0, "schedule": "log_snr"}),
+    ("edm_heun", {"S_churn": 10.0, "S_min": 0.05, "S_max": 50.0, "S_noise": 1.003},
+     {"S_churn": 10.0, "S_min": 0.05, "S_max": 50.0, "S_noise": 1.003, "sigma_min": None}),
+    ("ode", {"ode_solver": "heun", "num_steps": 12, "max_steps": 100},
+     {"solver": "heun", "num_steps": 12, "max_steps": 100}),
+    ("ald", {"step_lr": 1e-5, "n_steps_each": 3}, {"step_lr": 1e-5, "n_steps_each": 3}),
+])
+def test_sampler_options_reach_the_sampler(method, options, expected):
+    from training.builders import build_sampler, build_sde
+
+    config = get_default_config()
+    config.sampling.method = method
+    for key, value in options.items():
+        config.sampling[key] = value
+    validate_config(config)
+    sampler = build_sampler(config, build_sde(config))
+    assert {key: getattr(sampler, key) for key in expected} == expected
