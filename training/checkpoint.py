@@ -5,8 +5,11 @@ steps, keeping the newest `keep`; `checkpoints-meta/<step>` every `preemption_fr
 keeping the newest two. Saves are asynchronous and atomic (orbax writes to a temporary
 directory and renames it when complete, so a killed save leaves no step behind).
 `restore_latest` tries the newest step of either kind first; one that fails to restore
-(truncated or missing files) is reported and skipped for the previous good one. Nothing is
-deleted on error. Arrays only (no pickle).
+(truncated or missing files) is reported and skipped for the previous good one. A step whose
+saved arrays do not have the structure, shapes and dtypes of the train state to restore into
+(a different model, data shape or optimiser) is not corrupt: it raises
+`CheckpointMismatchError`, since skipping it would start again and lose the run. Nothing is
+deleted on error; a save that orbax refuses raises `CheckpointSaveError`. Arrays only (no pickle).
 """
 from __future__ import annotations
 
@@ -22,10 +25,46 @@ PERIODIC_DIR = "checkpoints"
 PREEMPTION_DIR = "checkpoints-meta"
 
 
+class CheckpointMismatchError(ValueError):
+    """A saved step holds a train state of another structure than the one to restore into."""
+
+
+class CheckpointSaveError(RuntimeError):
+    """Orbax refused to save a step, so the run would go on without the checkpoint it expects."""
+
+
 def corrupt_checkpoint_message(step: int, path: pathlib.Path | str, error: BaseException) -> str:
     """The warning logged when a checkpoint cannot be restored."""
     return (f"Checkpoint at step {step} ({path}) is partial or corrupt and was skipped: "
             f"{type(error).__name__}: {error}")
+
+
+def mismatch_message(step: int, path: pathlib.Path | str, differences: list[str]) -> str:
+    """The error raised when a checkpoint does not fit the train state of the current config."""
+    shown = "; ".join(differences[:3]) + (f"; and {len(differences) - 3} more" if len(differences) > 3 else "")
+    return (f"Checkpoint at step {step} ({path}) does not fit the train state of this config "
+            f"(saved with another model, data shape or optimiser): {shown}. Nothing was changed; train in a "
+            "new workdir, or resume with the config the checkpoints were saved with.")
+
+
+def _flat_shapes(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
+    """`{"params/Dense_0/kernel": (shape, dtype name)}` of a pytree of arrays or array metadata."""
+    return {"/".join(map(str, path)): (tuple(leaf.shape), np.dtype(leaf.dtype).name)
+            for path, leaf in ocp.tree.to_flat_dict(tree).items()}
+
+
+def _differences(saved: dict, expected: dict) -> list[str]:
+    """What differs between the saved and expected `_flat_shapes`, one line per array."""
+    def describe(entry: tuple) -> str:
+        return f"{entry[0]} {entry[1]}"
+
+    lines = [f"{name}: saved {describe(saved[name])}, expected {describe(expected[name])}"
+             for name in expected if name in saved and saved[name] != expected[name]]
+    lines += [f"{name}: expected {describe(expected[name])}, not in the checkpoint" for name in expected
+              if name not in saved]
+    lines += [f"{name}: saved {describe(saved[name])}, not in this train state" for name in saved
+              if name not in expected]
+    return lines
 
 
 class Checkpointer:
@@ -46,7 +85,8 @@ class Checkpointer:
         def manager(name: str, max_to_keep: int) -> ocp.CheckpointManager:
             options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                                    enable_async_checkpointing=asynchronous)
-            return ocp.CheckpointManager(self.workdir / name, options=options)
+            return ocp.CheckpointManager(self.workdir / name, options=options,
+                                         item_handlers=ocp.StandardCheckpointHandler())
 
         self.periodic = manager(PERIODIC_DIR, keep)
         self.preemption = manager(PREEMPTION_DIR, 2)
@@ -70,11 +110,16 @@ class Checkpointer:
         if force and self.preemption not in due:
             due.append(self.preemption)
         for mgr in due:
+            # Corrupt steps at or after this one were skipped on restoring and are being trained
+            # again: set them aside, or orbax would refuse to save a step before its newest.
+            for bad_step in sorted(s for s, name in self._bad if name == mgr.directory.name and s >= step):
+                self._set_aside(bad_step, mgr)
             if step in mgr.all_steps():
-                if (step, mgr.directory.name) not in self._bad:
-                    continue
-                self._set_aside(step, mgr)
-            mgr.save(step, args=ocp.args.StandardSave(state))
+                continue
+            if not mgr.save(step, args=ocp.args.StandardSave(state)):
+                raise CheckpointSaveError(
+                    f"Saving step {step} to {self.workdir / mgr.directory.name} was refused by orbax (its saved "
+                    f"steps are {sorted(mgr.all_steps())}); the run stopped rather than go on unsaved.")
         return bool(due)
 
     def _set_aside(self, step: int, mgr: ocp.CheckpointManager) -> None:
@@ -108,12 +153,25 @@ class Checkpointer:
         """The newest checkpoint (at most `max_step`) that restores and matches `abstract_state`.
 
         A step whose files are missing or truncated, or whose restored step counter disagrees
-        with its directory name, is logged as a warning and skipped for the previous one.
+        with its directory name, is logged as a warning and skipped for the previous one. A step
+        whose saved arrays differ from `abstract_state` in structure, shape or dtype raises
+        `CheckpointMismatchError` naming the differences.
         """
+        expected = _flat_shapes(abstract_state)
         for step, mgr in self._candidates():
             if max_step is not None and step > max_step:
                 continue
             path = self.workdir / mgr.directory.name / str(step)
+            try:
+                metadata = mgr.item_metadata(step)
+                saved = _flat_shapes(metadata.tree)
+            except Exception as error:  # noqa: BLE001 - unreadable metadata: a partial or corrupt step
+                logging.warning(corrupt_checkpoint_message(step, path, error))
+                self._bad.add((step, mgr.directory.name))
+                continue
+            differences = _differences(saved, expected)
+            if differences:
+                raise CheckpointMismatchError(mismatch_message(step, path, differences))
             try:
                 state = mgr.restore(step, args=ocp.args.StandardRestore(abstract_state))
                 _check_restored(state, step)
