@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from samplers.correctors import Corrector
-from samplers.pc import initial_state
+from samplers.pc import initial_state, static_score_fn
 from samplers.registry import SAMPLERS
 from sde_lib.base import SDE, Array, ScoreFn, batch_broadcast
 from sde_lib.parametrization import data_from_score
@@ -87,7 +87,7 @@ class AnnealedLangevinSampler:
     def __call__(self, rng: Array, score_fn: ScoreFn, shape: tuple[int, ...], x_init: Array | None = None,
                  t_init: Array | float | None = None) -> tuple[Array, int]:
         """Samples `[*shape]` from `x_init` at `t_init` (default: the prior at T), and the nfe."""
-        return _ald_sample(self, score_fn, tuple(shape), rng, x_init, t_init), self.nfe
+        return _ald_sample(self, static_score_fn(score_fn), tuple(shape), rng, x_init, t_init), self.nfe
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))

@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from samplers.pc import PCSampler, initial_state, run_chain
+from samplers.pc import PCSampler, initial_state, run_chain, static_score_fn
 from sde_lib.base import SDE, Array, ScoreFn, batch_broadcast
 from sde_lib.parametrization import data_from_score
 
@@ -96,7 +96,7 @@ def linear_inpaint(rng: Array, score_fn: ScoreFn, known: Array, mask: Array, sam
         transform = jnp.asarray(transform, known.dtype)
         if transform.shape != (known.shape[-1],) * 2:
             raise ValueError(f"transform must be [C, C] with C = {known.shape[-1]}, got {transform.shape}")
-    return _replacement_chain(sampler, score_fn, rng, known, mask, transform), sampler.nfe
+    return _replacement_chain(sampler, static_score_fn(score_fn), rng, known, mask, transform), sampler.nfe
 
 
 def inpaint(rng: Array, score_fn: ScoreFn, known: Array, mask: Array, sampler: PCSampler) -> tuple[Array, int]:

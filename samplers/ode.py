@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from jax.experimental.shard_alike import shard_alike
 
-from samplers.pc import initial_state
+from samplers.pc import initial_state, static_score_fn
 from samplers.registry import SAMPLERS
 from sde_lib.base import SDE, Array, ScoreFn
 from sde_lib.parametrization import data_from_score
@@ -98,7 +98,7 @@ class ODESampler:
     def __call__(self, rng: Array, score_fn: ScoreFn, shape: tuple[int, ...], x_init: Array | None = None,
                  t_init: Array | float | None = None) -> tuple[Array, Array]:
         """Samples `[*shape]` from `x_init` at `t_init` (default: the prior at T), and the nfe."""
-        return _ode_sample(self, score_fn, tuple(shape), rng, x_init, t_init)
+        return _ode_sample(self, static_score_fn(score_fn), tuple(shape), rng, x_init, t_init)
 
 
 def flow_drift(sde: SDE, score_fn: ScoreFn) -> Callable[[Array, Array], Array]:

@@ -25,6 +25,41 @@ def default_float_dtype():
     return jnp.result_type(float)
 
 
+class _ByIdentity:
+    """An unhashable score callable made usable as a static `jax.jit` argument: hashed and compared by
+    the identity of the wrapped object, so calling again with the same object reuses the compiled chain."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: ScoreFn):
+        self.fn = fn
+
+    def __call__(self, x: Array, t: Array) -> Array:
+        return self.fn(x, t)
+
+    def __hash__(self) -> int:
+        return id(self.fn)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, _ByIdentity) and other.fn is self.fn
+
+
+def static_score_fn(score_fn: ScoreFn) -> ScoreFn:
+    """`score_fn` in a form `jax.jit` accepts as a static argument (the samplers compile per score function).
+
+    A hashable callable is returned as is (its own hash keys the compilation cache); an unhashable one
+    (a non-frozen dataclass with `__call__`, a class defining `__eq__` without `__hash__`) is wrapped so
+    that it is keyed by identity. Raises TypeError for a score_fn that is not callable.
+    """
+    if not callable(score_fn):
+        raise TypeError(f"score_fn must be a callable score_fn(x, t), got {type(score_fn).__name__}")
+    try:
+        hash(score_fn)
+    except TypeError:
+        return _ByIdentity(score_fn)
+    return score_fn
+
+
 def initial_state(sde: SDE, rng: Array, shape: tuple[int, ...], x_init: Array | None,
                   t_init: Array | float | None) -> tuple[Array, Array]:
     """The sampler start `(x [B, ...], t_start scalar)`: `x_init` at `t_init`, or a prior sample at T."""
@@ -104,7 +139,7 @@ class PCSampler:
     def __call__(self, rng: Array, score_fn: ScoreFn, shape: tuple[int, ...], x_init: Array | None = None,
                  t_init: Array | float | None = None) -> tuple[Array, int]:
         """Samples `[*shape]` from `x_init` at `t_init` (default: the prior at T), and the nfe."""
-        return _pc_sample(self, score_fn, tuple(shape), rng, x_init, t_init), self.nfe
+        return _pc_sample(self, static_score_fn(score_fn), tuple(shape), rng, x_init, t_init), self.nfe
 
 
 def run_chain(sampler: PCSampler, score_fn: ScoreFn, key: Array, x: Array, t_start: Array,

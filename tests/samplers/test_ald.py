@@ -1,4 +1,7 @@
 """Annealed Langevin dynamics (NCSN) with exact scores reproduces a Gaussian under VP, sub-VP and VE."""
+import dataclasses
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -85,3 +88,23 @@ def test_ald_from_x_init_at_t_init_reproduces_the_data():
     assert mean_err < 4 / np.sqrt(n) + 0.03 and cov_err < 4 * np.sqrt(2 / n) + 0.05, (mean_err, cov_err)
     with pytest.raises(ValueError, match="x_init has shape"):
         sampler(jax.random.key(4), data.score_fn(sde), (n, 3), x_init=x_init, t_init=t0)
+
+
+@dataclasses.dataclass
+class UnhashableScore:
+    """A non-frozen dataclass with __call__: unhashable, so not a jit static argument as is."""
+
+    score_fn: Callable
+
+    def __call__(self, x, t):
+        return self.score_fn(x, t)
+
+
+def test_unhashable_score_callable_samples_like_the_plain_function():
+    sde = SDES["ve"]
+    score_fn = sde_lib.gaussian(jnp.asarray(MEAN, jnp.float32), jnp.asarray(COV, jnp.float32)).score_fn(sde)
+    sampler = AnnealedLangevinSampler(sde, num_scales=5, n_steps_each=2, step_lr=1e-4)
+    expected, _ = sampler(jax.random.key(0), score_fn, (8, 2))
+    got, nfe = sampler(jax.random.key(0), UnhashableScore(score_fn), (8, 2))
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+    assert nfe == 5 * 2 + 1

@@ -72,6 +72,27 @@ def test_filled_region_is_the_denoised_mean_not_the_noisy_chain(x64):
     np.testing.assert_allclose(ratio, 1.0, atol=4 / np.sqrt(2 * n))
 
 
+@dataclasses.dataclass
+class UnhashableScore:
+    """A non-frozen dataclass with __call__: unhashable, so not a jit static argument as is."""
+
+    score_fn: object
+
+    def __call__(self, x, t):
+        return self.score_fn(x, t)
+
+
+def test_unhashable_score_callable_inpaints_like_the_plain_function():
+    sde = SDES["vp"]
+    score_fn = sde_lib.gaussian(jnp.asarray(MEAN, jnp.float32), jnp.asarray(COV, jnp.float32)).score_fn(sde)
+    known = jnp.broadcast_to(jnp.asarray(MEAN, jnp.float32), (8, 5))
+    sampler = PCSampler(sde, "reverse_diffusion", "langevin", num_steps=30)
+    expected, _ = inpaint(jax.random.key(0), score_fn, known, jnp.asarray(MASK), sampler)
+    got, nfe = inpaint(jax.random.key(0), UnhashableScore(score_fn), known, jnp.asarray(MASK), sampler)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+    assert nfe == sampler.nfe
+
+
 def test_decoupling_matrix_is_orthogonal_with_the_gray_direction_first(x64):
     M = decoupling_matrix(LUMA_WEIGHTS)
     np.testing.assert_allclose(M @ M.T, np.eye(3), atol=1e-12)

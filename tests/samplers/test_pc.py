@@ -1,5 +1,7 @@
 """Predictor-corrector sampling with exact scores reproduces known distributions."""
+import dataclasses
 import textwrap
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -8,7 +10,9 @@ import pytest
 
 import samplers
 import sde_lib
-from samplers.pc import PCSampler
+from samplers import pc
+from samplers.ode import ODESampler
+from samplers.pc import PCSampler, static_score_fn
 from samplers.sample_distance import sliced_wasserstein
 
 MEAN = jnp.array([1.0, -2.0])
@@ -171,11 +175,72 @@ def test_pc_is_registered_and_built_by_name():
     assert isinstance(sampler, PCSampler) and sampler.nfe == 50 * (1 + 2)
 
 
+@dataclasses.dataclass
+class UnhashableScore:
+    """A score callable that cannot be a jit static argument as is: a non-frozen dataclass (eq without hash)."""
+
+    score_fn: Callable
+
+    def __call__(self, x, t):
+        return self.score_fn(x, t)
+
+
+class EqualityOnlyScore:
+    """Defines __eq__ without __hash__, which makes instances unhashable."""
+
+    def __init__(self, score_fn):
+        self.score_fn = score_fn
+
+    def __eq__(self, other):
+        return isinstance(other, EqualityOnlyScore) and other.score_fn is self.score_fn
+
+    def __call__(self, x, t):
+        return self.score_fn(x, t)
+
+
+@pytest.mark.parametrize("wrapper", [UnhashableScore, EqualityOnlyScore])
+@pytest.mark.parametrize("make_sampler", [
+    lambda sde: PCSampler(sde, "reverse_diffusion", "langevin", num_steps=30),
+    lambda sde: ODESampler(sde, "euler", num_steps=10),  # ODE shares pc.static_score_fn
+])
+def test_unhashable_score_callable_samples_like_the_plain_function(make_sampler, wrapper):
+    sde = make_sde("vp", 30)
+    score_fn = GAUSS.score_fn(sde)
+    unhashable = wrapper(score_fn)
+    with pytest.raises(TypeError):
+        hash(unhashable)
+    sampler = make_sampler(sde)
+    expected, nfe = sampler(jax.random.key(0), score_fn, (16, 2))
+    got, got_nfe = sampler(jax.random.key(0), unhashable, (16, 2))
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+    assert int(got_nfe) == int(nfe)
+
+
+def test_unhashable_score_callable_reuses_its_compilation():
+    sampler = PCSampler(make_sde("ve", 20), "euler_maruyama", "none")
+    unhashable = UnhashableScore(GAUSS.score_fn(sampler.sde))
+    sampler(jax.random.key(0), unhashable, (4, 2))
+    compiled = pc._pc_sample._cache_size()
+    sampler(jax.random.key(1), unhashable, (4, 2))
+    assert pc._pc_sample._cache_size() == compiled  # same object: cache hit
+    sampler(jax.random.key(1), UnhashableScore(unhashable.score_fn), (4, 2))
+    assert pc._pc_sample._cache_size() == compiled + 1  # another object: keyed by identity
+
+
+def test_static_score_fn_keeps_hashable_callables_and_rejects_non_callables():
+    score_fn = GAUSS.score_fn(make_sde("vp", 30))
+    assert static_score_fn(score_fn) is score_fn
+    with pytest.raises(TypeError, match="score_fn must be a callable"):
+        static_score_fn(jnp.zeros(3))
+
+
 SHARDING_SCRIPT = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
     import sde_lib
-    from samplers.pc import PCSampler
+    from samplers import pc
+from samplers.ode import ODESampler
+from samplers.pc import PCSampler, static_score_fn
     assert jax.device_count() == 4
     sde = sde_lib.VPSDE(N=30)
     score_fn = sde_lib.gaussian(jnp.array([1.0, -2.0]), jnp.eye(2)).score_fn(sde)
