@@ -94,7 +94,7 @@ class AnnealedLangevinSampler:
 def _ald_sample(sampler: AnnealedLangevinSampler, score_fn: ScoreFn, shape, rng, x_init, t_init):
     sde = sampler.sde
     prior_key, chain_key = jax.random.split(rng)
-    x, t_start = initial_state(sde, prior_key, shape, x_init, t_init)
+    x, t_start = initial_state(sde, prior_key, shape, x_init, t_init, score_fn)
     t_last = jnp.asarray(sampler.eps, x.dtype)
     sigma_last = sde.sigma(t_last)
     sigmas = jnp.geomspace(sde.sigma(t_start), sigma_last, sampler.scales)

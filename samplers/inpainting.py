@@ -165,7 +165,7 @@ def moment_matched_score_fn(sde: SDE, score_fn: ScoreFn, known: Array, mask) -> 
 def _replacement_chain(sampler: PCSampler, score_fn: ScoreFn, rng, known, mask, transform):
     sde = sampler.sde
     prior_key, chain_key = jax.random.split(rng)
-    x, t_start = initial_state(sde, prior_key, known.shape, None, None)
+    x, t_start = initial_state(sde, prior_key, known.shape, None, None, score_fn)
     x = x.astype(known.dtype)
     to_u = (lambda v: v) if transform is None else (lambda v: v @ transform)
     to_x = (lambda u: u) if transform is None else (lambda u: u @ transform.T)

@@ -113,7 +113,7 @@ def flow_drift(sde: SDE, score_fn: ScoreFn) -> Callable[[Array, Array], Array]:
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
 def _ode_sample(sampler: ODESampler, score_fn: ScoreFn, shape, rng, x_init, t_init):
-    x, t_start = initial_state(sampler.sde, rng, shape, x_init, t_init)
+    x, t_start = initial_state(sampler.sde, rng, shape, x_init, t_init, score_fn)
     t_end = jnp.asarray(sampler.eps, x.dtype)
     x, nfe = integrate(flow_drift(sampler.sde, score_fn), x, t_start, t_end, solver=sampler.solver,
                        rtol=sampler.rtol, atol=sampler.atol, num_steps=sampler.num_steps,

@@ -60,9 +60,25 @@ def static_score_fn(score_fn: ScoreFn) -> ScoreFn:
     return score_fn
 
 
+def check_score_shape(score_fn: ScoreFn, x: Array) -> None:
+    """Raise a ValueError unless `score_fn(x, t)` returns an array shaped like `x: [B, ...]` (`t: [B]`).
+
+    Checked abstractly (`jax.eval_shape`, no evaluation): the samplers' updates would otherwise
+    broadcast a wrong shape (e.g. `[B]`) silently.
+    """
+    out = jax.eval_shape(score_fn, jax.ShapeDtypeStruct(x.shape, x.dtype), jax.ShapeDtypeStruct(x.shape[:1], x.dtype))
+    shape = getattr(out, "shape", None)
+    if shape != x.shape:
+        got = f"shape {shape}" if shape is not None else f"a {type(out).__name__}"
+        raise ValueError(f"score_fn(x, t) must return an array shaped like x, {x.shape}, but returned {got}")
+
+
 def initial_state(sde: SDE, rng: Array, shape: tuple[int, ...], x_init: Array | None,
-                  t_init: Array | float | None) -> tuple[Array, Array]:
-    """The sampler start `(x [B, ...], t_start scalar)`: `x_init` at `t_init`, or a prior sample at T."""
+                  t_init: Array | float | None, score_fn: ScoreFn | None = None) -> tuple[Array, Array]:
+    """The sampler start `(x [B, ...], t_start scalar)`: `x_init` at `t_init`, or a prior sample at T.
+
+    With `score_fn`, also checks (at trace time) that it returns the shape of x.
+    """
     if x_init is None:
         x = sde.prior_sampling(rng, shape, default_float_dtype())
     else:
@@ -72,6 +88,8 @@ def initial_state(sde: SDE, rng: Array, shape: tuple[int, ...], x_init: Array | 
     t_start = jnp.asarray(sde.T if t_init is None else t_init, x.dtype)
     if t_start.ndim != 0:
         raise ValueError(f"t_init must be a scalar time, got shape {t_start.shape}")
+    if score_fn is not None:
+        check_score_shape(score_fn, x)
     return x, t_start
 
 
@@ -175,6 +193,6 @@ def run_chain(sampler: PCSampler, score_fn: ScoreFn, key: Array, x: Array, t_sta
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
 def _pc_sample(sampler: PCSampler, score_fn: ScoreFn, shape, rng, x_init, t_init):
     prior_key, chain_key = jax.random.split(rng)
-    x, t_start = initial_state(sampler.sde, prior_key, shape, x_init, t_init)
+    x, t_start = initial_state(sampler.sde, prior_key, shape, x_init, t_init, score_fn)
     x, x_mean = run_chain(sampler, score_fn, chain_key, x, t_start)
     return x_mean if sampler.denoise else x

@@ -108,3 +108,9 @@ def test_unhashable_score_callable_samples_like_the_plain_function():
     got, nfe = sampler(jax.random.key(0), UnhashableScore(score_fn), (8, 2))
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
     assert nfe == 5 * 2 + 1
+
+
+def test_score_of_the_wrong_shape_is_rejected_naming_both_shapes():
+    sampler = AnnealedLangevinSampler(SDES["ve"], num_scales=3, n_steps_each=1)
+    with pytest.raises(ValueError, match=r"shaped like x, \(4, 4\), but returned shape \(4,\)"):
+        sampler(jax.random.key(0), lambda x, t: -x.sum(-1), (4, 4))

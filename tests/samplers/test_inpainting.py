@@ -125,13 +125,15 @@ def test_colorization_gives_the_exact_conditional_given_the_gray_level(name):
     assert_moments(np.asarray(x, np.float64) @ chroma, cond_mean @ chroma, chroma.T @ cond_cov @ chroma, 0.05)
 
 
-def test_inpainting_rejects_non_pc_samplers_and_bad_masks():
+def test_inpainting_rejects_non_pc_samplers_bad_masks_and_wrong_score_shapes():
     sde = SDES["vp"]
     known = jnp.zeros((4, 5))
     with pytest.raises(TypeError, match="PC chain"):
         inpaint(jax.random.key(0), lambda x, t: x, known, jnp.asarray(MASK), object())
     with pytest.raises(ValueError, match="does not broadcast"):
         inpaint(jax.random.key(0), lambda x, t: x, known, jnp.ones(3), PCSampler(sde, num_steps=30))
+    with pytest.raises(ValueError, match=r"shaped like x, \(4, 5\), but returned shape \(4,\)"):
+        inpaint(jax.random.key(0), lambda x, t: x.sum(-1), known, jnp.asarray(MASK), PCSampler(sde, num_steps=30))
 
 
 CORR_MEAN = np.array([1.0, -0.5, 2.0, 0.3])

@@ -113,18 +113,17 @@ def test_pc_mixture_samples_are_close_to_exact_samples(name):
 
 
 def _count_score_calls(sampler, shape):
-    calls = []
+    counter = np.zeros((), np.int64)
     score_fn = GAUSS.score_fn(sampler.sde)
 
     def counting(x, t):
-        calls.append(x.shape[0])
+        # a host callback runs once per evaluation on device (not for the abstract shape check)
+        jax.debug.callback(lambda: np.add(counter, 1, out=counter))
         return score_fn(x, t)
 
-    # without jit, lax.scan and fori_loop run as Python loops: every evaluation is counted
-    with jax.disable_jit():
-        _, nfe = sampler(jax.random.key(0), counting, shape)
-    assert all(b == shape[0] for b in calls)
-    return len(calls), nfe
+    _, nfe = sampler(jax.random.key(0), counting, shape)
+    jax.effects_barrier()
+    return int(counter), nfe
 
 
 @pytest.mark.parametrize("predictor,corrector,n_steps", [
@@ -168,6 +167,19 @@ def test_bad_configuration_is_rejected_with_its_name():
         PCSampler(make_sde("vp", 50), num_steps=0)
     with pytest.raises(ValueError, match="x_init has shape"):
         PCSampler(make_sde("vp", 50))(jax.random.key(0), lambda x, t: -x, (4, 2), x_init=jnp.zeros((4, 3)))
+
+
+@pytest.mark.parametrize("make_sampler", [
+    lambda sde: PCSampler(sde, "euler_maruyama", "langevin", num_steps=10),
+    lambda sde: ODESampler(sde, "euler", num_steps=10),  # ODE shares pc.initial_state's check
+])
+def test_score_of_the_wrong_shape_is_rejected_naming_both_shapes(make_sampler):
+    # [B] against x: [4, 4] would broadcast silently; the check names both shapes instead
+    sampler = make_sampler(make_sde("ve", 10))
+    with pytest.raises(ValueError, match=r"shaped like x, \(4, 4\), but returned shape \(4,\)"):
+        sampler(jax.random.key(0), lambda x, t: -x.sum(-1), (4, 4))
+    with pytest.raises(ValueError, match=r"shaped like x, \(4, 4\), but returned a tuple"):
+        sampler(jax.random.key(0), lambda x, t: (-x, t), (4, 4))
 
 
 def test_pc_is_registered_and_built_by_name():
