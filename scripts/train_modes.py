@@ -121,8 +121,9 @@ def likelihood_to_file(config: ml_collections.ConfigDict, workdir: pathlib.Path,
     """Bits/dim of a split under the newest checkpoint's EMA parameters -> `eval/bpd_<split>.json`."""
     from training.evaluation import bits_per_dim_over_split, load_trained
 
-    exp, state = load_trained(config, workdir, step=config.eval.checkpoint)
+    _open_split_named(config, split or config.eval.bpd_dataset, "--split" if split else "eval.bpd_dataset")
     split = split or config.eval.bpd_dataset
+    exp, state = load_trained(config, workdir, step=config.eval.checkpoint)
     step = int(jax.device_get(state.step))
     start = time.time()
     result = bits_per_dim_over_split(exp, state.ema_params, split, jax.random.fold_in(exp.keys.eval, step),
@@ -159,6 +160,17 @@ def feature_extractor(name: str, config: ml_collections.ConfigDict):
     raise ValueError(f"unknown feature extractor {name!r}; known: ['digits', 'inception']")
 
 
+def _open_split_named(config: ml_collections.ConfigDict, split: str, source: str):
+    """`open_split`, exiting with a message that names the config key or flag giving `split`."""
+    from training.data import open_split
+
+    try:
+        return open_split(config, split)
+    except (ValueError, KeyError, FileNotFoundError) as error:
+        raise SystemExit(f"score-sde: {source}={split!r} cannot be read from data set "
+                         f"{config.data.dataset!r}: {error}") from error
+
+
 def _reference_description(config: ml_collections.ConfigDict, split_size: int, num_real: int) -> dict:
     """What identifies FID's reference images (with the extractor, the key of their cached features)."""
     data = config.data
@@ -172,10 +184,16 @@ def evaluate_to_file(config: ml_collections.ConfigDict, workdir: pathlib.Path, *
     """FID and KID (and IS) of samples against `eval.fid_dataset`, plus bits/dim ->
     `eval/metrics_step<k>.json`. The reference images' features are cached (`reference_features`)."""
     from training import evaluation
-    from training.data import get_data_inverse_scaler, load_uint8_images, open_split
+    from training.data import get_data_inverse_scaler, load_uint8_images
 
-    # The feature extractor first: a missing or bad weights file fails before any other work.
+    # The feature extractor and the splits first: a missing weights file or a misspelled split
+    # fails before any other work.
     extractor = feature_extractor(extractor_name, config) if config.eval.enable_sampling else None
+    if extractor is not None:
+        split_size = len(_open_split_named(config, config.eval.fid_dataset, "eval.fid_dataset"))
+    if config.eval.enable_bpd:
+        _open_split_named(config, split or config.eval.bpd_dataset, "--split" if split else "eval.bpd_dataset")
+        split = split or config.eval.bpd_dataset
     exp, state = evaluation.load_trained(config, workdir, step=config.eval.checkpoint)
     step = int(jax.device_get(state.step))
     record: dict = {"step": step}
@@ -185,7 +203,6 @@ def evaluate_to_file(config: ml_collections.ConfigDict, workdir: pathlib.Path, *
                                                    jax.random.fold_in(exp.keys.sample, step),
                                                    batch_size=config.eval.batch_size,
                                                    inverse_scaler=get_data_inverse_scaler(config))
-        split_size = len(open_split(config, config.eval.fid_dataset))
         num_real = min(config.eval.fid_num_real or split_size, split_size)
         real_features, cache_file = evaluation.reference_features(
             extractor, lambda: load_uint8_images(config, config.eval.fid_dataset, max_examples=num_real)
@@ -197,7 +214,6 @@ def evaluate_to_file(config: ml_collections.ConfigDict, workdir: pathlib.Path, *
                        "fid_dataset": config.eval.fid_dataset, "num_real": num_real,
                        "reference_features": str(cache_file) if cache_file else None})
     if config.eval.enable_bpd:
-        split = split or config.eval.bpd_dataset
         bpd = evaluation.bits_per_dim_over_split(exp, state.ema_params, split,
                                                  jax.random.fold_in(exp.keys.eval, step), max_examples=max_examples)
         record.update({"bpd_split": split, **bpd})

@@ -110,6 +110,19 @@ def test_evaluate_with_inception_weights_reports_fid_kid_and_inception_score(wor
     assert np.load(cached)["features"].shape == (40, 2048)
 
 
+@pytest.mark.parametrize("mode, extra, message", [
+    ("evaluate", ["--config.eval.fid_dataset=tset"],
+     "score-sde: eval.fid_dataset='tset' cannot be read from data set 'digits': Unknown split 'tset'."),
+    ("evaluate", ["--config.eval.enable_sampling=false", "--split=tset"],
+     "score-sde: --split='tset' cannot be read from data set 'digits': Unknown split 'tset'."),
+    ("likelihood", ["--config.eval.bpd_dataset=validation"],
+     "score-sde: eval.bpd_dataset='validation' cannot be read from data set 'digits': Unknown split 'validation'."),
+])
+def test_a_misspelled_split_is_named_before_any_work(workdir, mode, extra, message):
+    result = score_sde(mode, workdir, *extra)
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith(message), result.stderr
+
+
 @pytest.mark.parametrize("weights, message", [
     (None, "score-sde evaluate: --feature_extractor=inception needs --inception_weights=<.npz>"),
     ("missing.npz", "score-sde evaluate: Inception weights file"),
