@@ -200,6 +200,14 @@ def iterate_batches(ds: grain.MapDataset, start_step: int = 0, *, num_threads: i
     return iter(it)
 
 
+def data_shape_of(config: ml_collections.ConfigDict) -> tuple[int, ...]:
+    """One example's shape as the config describes it: `[2]` for 2-D point data, else
+    `[image_size, image_size, num_channels]` (what the pipeline resizes every image to)."""
+    if datasets.is_point_dataset(config.data.dataset):
+        return (2,)
+    return (config.data.image_size, config.data.image_size, config.data.num_channels)
+
+
 def load_uint8_images(config: ml_collections.ConfigDict, split: str, *,
                       max_examples: int | None = None) -> np.ndarray:
     """The first `max_examples` images of `split` in stored order, uint8 [N, H, W, C] at the config's

@@ -115,12 +115,12 @@ def load_trained(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
 
     Raises FileNotFoundError naming the workdir when there is nothing to restore.
     """
-    from training.data import build_dataset
+    from training.data import data_shape_of
     from training.train_loop import build_experiment, checkpointer_for
 
     workdir = pathlib.Path(workdir)
-    data_shape = np.asarray(build_dataset(config, "train", batch_size=1, seed=config.seed)[0]["image"]).shape[1:]
-    exp = build_experiment(config, data_shape)
+    # From the config, not the data: sampling needs only the checkpoint, not the training split.
+    exp = build_experiment(config, data_shape_of(config))
     ckpt = checkpointer_for(config, workdir)
     try:
         state = ckpt.restore_latest(exp.abstract_state(), max_step=step or None)

@@ -168,3 +168,15 @@ def test_prefetching_iterator_resumes_at_the_step_it_is_given(tfds_dir):
         batch = next(it)
         assert np.array_equal(batch["image"], ds[step]["image"])
         assert np.array_equal(batch["label"], ds[step]["label"])
+
+
+@pytest.mark.parametrize("config_file", ["digits.py", "toy2d.py", "digits_demo.py"])
+def test_data_shape_from_the_config_is_the_pipelines(config_file, tmp_path):
+    import pathlib
+
+    from configs import load_config
+
+    config = load_config(pathlib.Path(__file__).resolve().parents[2] / "configs" / config_file)
+    config.data.data_dir = str(tmp_path)
+    batch = data.build_dataset(config, "train", batch_size=2, seed=0)[0]
+    assert data.data_shape_of(config) == np.asarray(batch["image"]).shape[1:]
