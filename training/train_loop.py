@@ -2,7 +2,8 @@
 
 Data are indexed by step (`ds[step]` is the batch of the step-th update) and the step's
 randomness is `fold_in(rng, step)`, so a run restarted from any checkpoint continues exactly
-as if it had never stopped.
+as if it had never stopped. A workdir is resumed only with a config that builds the same train
+state (`check_resume_config`); its config.json is rewritten only once the state is restored.
 """
 from __future__ import annotations
 
@@ -28,15 +29,80 @@ from training.train_step import jit_train_steps, make_eval_step, make_objective,
 
 CONFIG_FILE = "config.json"
 
+# Config keys that fix the train state's pytree (its structure, shapes and dtypes): all of
+# `model` except the keys below, which change training but not the parameters; the data keys
+# that give one example's shape; the optimiser's kind. SDE parameters stay in: they are in
+# `model` (and `num_scales` sizes the conditioning of the discrete-noise networks).
+_STATE_SECTIONS = ("model.",)
+_FREE_MODEL_KEYS = frozenset({"model.ema_rate", "model.ema_warmup", "model.dropout", "model.conv_impl"})
+_STATE_KEYS = frozenset({"data.dataset", "data.image_size", "data.num_channels", "optim.optimizer"})
+# Keys whose value matters to the state only through a switch: weight decay on adds a state
+# to the optax chain, clipping on (grad_clip >= 0) adds another.
+_STATE_SWITCHES = {"optim.weight_decay": lambda v: v > 0, "optim.grad_clip": lambda v: v >= 0}
+
 
 class NonFiniteLossError(RuntimeError):
-    """Training produced a NaN or infinite loss; the run stops without saving."""
+    """Training produced a NaN or infinite loss or gradient norm; the run stops without saving."""
 
 
-def non_finite_message(step: int, value: float, last_checkpoint: int | None, workdir: pathlib.Path) -> str:
+class ResumeConfigError(ValueError):
+    """The workdir holds a run whose config builds another train state than the new config."""
+
+
+def non_finite_message(step: int, value: float, last_checkpoint: int | None, workdir: pathlib.Path, *,
+                       quantity: str = "loss") -> str:
     kept = (f"the last good checkpoint is step {last_checkpoint} in {workdir}" if last_checkpoint is not None
             else "no checkpoint had been saved")
-    return f"Non-finite loss ({value}) at step {step}; training stopped, {kept}."
+    return f"Non-finite {quantity} ({value}) at step {step}; training stopped, {kept}."
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def state_config_differences(saved: dict, new: dict) -> list[str]:
+    """`"key: old -> new"` for each key that fixes the train state and differs between two
+    configs as JSON dicts (config.json). A key absent from `saved` (a config written before
+    the key existed) is not compared; the shape check on restoring still guards it."""
+    old, now = _flatten(saved), _flatten(new)
+    differences = []
+    for key in sorted(now):
+        if key not in old:
+            continue
+        if key in _STATE_SWITCHES:
+            differs = _STATE_SWITCHES[key](old[key]) != _STATE_SWITCHES[key](now[key])
+        elif key in _STATE_KEYS or (key.startswith(_STATE_SECTIONS) and key not in _FREE_MODEL_KEYS):
+            differs = old[key] != now[key]
+        else:
+            continue
+        if differs:
+            differences.append(f"{key}: {json.dumps(old[key])} -> {json.dumps(now[key])}")
+    return differences
+
+
+def check_resume_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
+    """Raise `ResumeConfigError` if `workdir/config.json` was written by a config that builds
+    another train state (model, data shape, optimiser) than `config`; other keys may change."""
+    path = workdir / CONFIG_FILE
+    if not path.exists():
+        return
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ResumeConfigError(f"{path} cannot be read ({error}); it describes the run saved in {workdir}. "
+                                "Repair it, or train in a new workdir.") from None
+    differences = state_config_differences(saved, json.loads(config.to_json_best_effort()))
+    if differences:
+        raise ResumeConfigError(
+            f"The run in {workdir} was saved with another model, data shape or optimiser than this config "
+            f"(saved -> now): {'; '.join(differences)}. Nothing was changed. Train in a new workdir, or resume "
+            f"with the saved values (see {path}).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,25 +178,28 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, max
     """Train (or resume training) until `config.training.n_iters` optimiser steps.
 
     `max_steps` stops earlier at that step, `time_budget_s` after that much wall time (both
-    save a checkpoint first). Raises `NonFiniteLossError` (without saving) on a NaN/inf loss.
+    save a checkpoint first). Raises `NonFiniteLossError` (without saving) on a NaN/inf loss or
+    gradient norm, and `ResumeConfigError` (touching nothing) when the workdir holds a run of a
+    config that builds another train state.
     """
     from training.data import build_dataset, get_data_inverse_scaler
 
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    check_resume_config(config, workdir)
     t = config.training
     _check_frequencies(t)
     n = t.n_jitted_steps
     ds = build_dataset(config, "train", batch_size=t.batch_size, seed=config.seed, shuffle=True)
     exp = build_experiment(config, np.asarray(ds[0]["image"]).shape[1:])
     check_batch_size(t.batch_size, exp.mesh)
-    if jax.process_index() == 0:
-        (workdir / CONFIG_FILE).write_text(config.to_json_best_effort(indent=2))
 
     ckpt = checkpointer_for(config, workdir)
     state = ckpt.restore_latest(exp.abstract_state())
     if state is None:
         state, _ = exp.init_state()
+    if jax.process_index() == 0:
+        (workdir / CONFIG_FILE).write_text(config.to_json_best_effort(indent=2))
     step = int(jax.device_get(state.step))
     stop_at = t.n_iters if max_steps is None else min(t.n_iters, max_steps)
     logging.info("Training from step %d to %d on %d device(s); workdir %s", step, stop_at, exp.mesh.size, workdir)
@@ -149,7 +218,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, max
                                 shuffle=True, evaluation=True)
     sample_fn = None
     if t.snapshot_sampling and t.snapshot_freq > 0:
-        sample_shape = (config.sampling.batch_size, *exp.data_shape)
+        num_samples = config.sampling.batch_size
+        # Padded to a multiple of the device count (the draw is split over the mesh), cut back below.
+        sample_shape = (num_samples + -num_samples % exp.mesh.size, *exp.data_shape)
         sample_fn = make_sample_fn(builders.build_sampler(config, exp.sde), exp.sde, exp.model, sample_shape,
                                    exp.mesh, continuous=continuous, precond=exp.precond)
         inverse_scaler = get_data_inverse_scaler(config)
@@ -163,21 +234,24 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, max
                dynamic_ncols=True)
 
     def flush() -> None:
-        """Fetch the metrics since the last flush, stop on a non-finite loss, log averages."""
+        """Fetch the metrics since the last flush, stop on a non-finite loss or gradient norm
+        (an infinite gradient gives NaN parameters after a finite loss), log averages."""
         nonlocal window_start, window_steps
         if not pending:
             return
         fetched = jax.device_get([m for _, m in pending])
         losses = np.concatenate([np.atleast_1d(m["loss"]) for m in fetched])
+        grad_norms = np.concatenate([np.atleast_1d(m["grad_norm"]) for m in fetched])
         first = pending[0][0]
-        bad = np.flatnonzero(~np.isfinite(losses))
+        bad = np.flatnonzero(~(np.isfinite(losses) & np.isfinite(grad_norms)))
         if bad.size:
             ckpt.wait()
             bar.close()
             writer.close()
-            raise NonFiniteLossError(non_finite_message(first + int(bad[0]) + 1, float(losses[bad[0]]),
-                                                        ckpt.latest_step(), workdir))
-        grad_norms = np.concatenate([np.atleast_1d(m["grad_norm"]) for m in fetched])
+            i = int(bad[0])
+            quantity, value = ("loss", losses[i]) if not np.isfinite(losses[i]) else ("gradient norm", grad_norms[i])
+            raise NonFiniteLossError(non_finite_message(first + i + 1, float(value), ckpt.latest_step(), workdir,
+                                                        quantity=quantity))
         last = first + len(losses)
         elapsed = time.time() - window_start
         images_per_s = window_steps * t.batch_size / max(elapsed, 1e-9)
@@ -208,7 +282,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, max
             ckpt.maybe_save(step, state, force=last)
         if sample_fn is not None and _crossed(step, n, t.snapshot_freq):
             samples, _ = sample_fn(state.ema_params, jax.random.fold_in(exp.keys.sample, step))
-            writer.write_samples(step, np.clip(np.asarray(inverse_scaler(np.asarray(samples))), 0.0, 1.0))
+            samples = np.asarray(samples)[:num_samples]
+            writer.write_samples(step, np.clip(np.asarray(inverse_scaler(samples)), 0.0, 1.0))
         if out_of_time:
             logging.info("Time budget of %.0f s reached at step %d", time_budget_s, step)
             break

@@ -1,6 +1,7 @@
 """Failures of a training run (the Checkpointer itself is tested in test_checkpoint.py):
 a corrupt newest checkpoint is reported and training resumes exactly from the previous good one;
-a non-finite loss stops the run with a clear message and leaves the last good checkpoint intact."""
+a non-finite loss or gradient norm stops the run with a clear message and leaves the last good
+checkpoint intact; snapshot sampling works with a sample batch not divisible by the device count."""
 import logging
 import os
 import pathlib
@@ -9,10 +10,12 @@ import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from configs import load_config
+from training import train_loop
 from training.evaluation import load_trained
 from training.train_loop import NonFiniteLossError, train
 
@@ -74,6 +77,73 @@ def test_non_finite_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_p
     assert int(after.step) == 4
     for a, b in zip(_leaves(after), _leaves(good), strict=True):
         assert np.array_equal(a, b)
+
+
+@jax.custom_jvp
+def _zero_with_infinite_slope(x: jax.Array) -> jax.Array:
+    return 0.0 * x
+
+
+@_zero_with_infinite_slope.defjvp
+def _zero_with_infinite_slope_jvp(primals, tangents):
+    return _zero_with_infinite_slope(primals[0]), jnp.inf * tangents[0]
+
+
+def test_infinite_gradient_with_finite_loss_stops_before_saving_nan_parameters(tmp_path, monkeypatch):
+    workdir = tmp_path / "run"
+    train(_config(), workdir, max_steps=4, progress=False)
+    _, good = load_trained(_config(), workdir)
+
+    make_objective = train_loop.make_objective
+
+    def objective_with_infinite_gradient(*args, **kwargs):
+        objective = make_objective(*args, **kwargs)
+
+        def patched(params, x, key):  # the loss value is unchanged, its gradient infinite
+            first = jax.tree.leaves(params)[0]
+            return objective(params, x, key) + _zero_with_infinite_slope(jnp.sum(first))
+
+        return patched
+
+    monkeypatch.setattr(train_loop, "make_objective", objective_with_infinite_gradient)
+    # Step 5 ends the run, so it would be saved: a finite loss but NaN parameters after clipping.
+    with pytest.raises(NonFiniteLossError) as raised:
+        train(_config(), workdir, max_steps=5, progress=False)
+    assert str(raised.value) == (f"Non-finite gradient norm (inf) at step 5; training stopped, the last good "
+                                 f"checkpoint is step 4 in {workdir}.")
+    checkpoints = sorted(int(p.name) for p in (workdir / "checkpoints-meta").iterdir() if p.name.isdigit())
+    assert checkpoints == [2, 4]
+    _, after = load_trained(_config(), workdir)
+    for a, b in zip(_leaves(after), _leaves(good), strict=True):
+        assert np.array_equal(a, b)
+
+
+SAMPLING_SCRIPT = """
+import sys
+import numpy as np
+import jax
+from configs import load_config
+from training import train_loop
+
+shapes = []
+write_samples = train_loop.MetricWriter.write_samples
+def record(self, step, samples, *args, **kwargs):
+    shapes.append((step, samples.shape, bool(np.isfinite(samples).all())))
+    return write_samples(self, step, samples, *args, **kwargs)
+train_loop.MetricWriter.write_samples = record
+config = load_config("configs/digits.py", OVERRIDES + ["training.n_iters=2", "training.snapshot_freq=2",
+    "training.snapshot_sampling=true", "sampling.batch_size=3", "sampling.num_steps=3"])
+train_loop.train(config, sys.argv[1], progress=False)
+print(jax.device_count(), shapes)
+"""
+
+
+def test_snapshot_sampling_with_a_batch_not_divisible_by_the_device_count(run_on_four_devices, tmp_path):
+    script = f"OVERRIDES = {OVERRIDES!r}\nimport sys; sys.argv = ['', {str(tmp_path / 'run')!r}]\n{SAMPLING_SCRIPT}"
+    result = run_on_four_devices(script, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "4 [(2, (3, 8, 8, 1), True)]"
+    assert (tmp_path / "run" / "samples" / "step_2.png").is_file()
 
 
 def test_cli_train_exits_with_the_non_finite_message(tmp_path):
