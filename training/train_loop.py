@@ -33,7 +33,6 @@ CONFIG_FILE = "config.json"
 # `model` except the keys below, which change training but not the parameters; the data keys
 # that give one example's shape; the optimiser's kind. SDE parameters stay in: they are in
 # `model` (and `num_scales` sizes the conditioning of the discrete-noise networks).
-_STATE_SECTIONS = ("model.",)
 _FREE_MODEL_KEYS = frozenset({"model.ema_rate", "model.ema_warmup", "model.dropout", "model.conv_impl"})
 _STATE_KEYS = frozenset({"data.dataset", "data.image_size", "data.num_channels", "optim.optimizer"})
 # Keys whose value matters to the state only through a switch: weight decay on adds a state
@@ -77,7 +76,7 @@ def state_config_differences(saved: dict, new: dict) -> list[str]:
             continue
         if key in _STATE_SWITCHES:
             differs = _STATE_SWITCHES[key](old[key]) != _STATE_SWITCHES[key](now[key])
-        elif key in _STATE_KEYS or (key.startswith(_STATE_SECTIONS) and key not in _FREE_MODEL_KEYS):
+        elif key in _STATE_KEYS or (key.startswith("model.") and key not in _FREE_MODEL_KEYS):
             differs = old[key] != now[key]
         else:
             continue

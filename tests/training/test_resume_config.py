@@ -119,3 +119,16 @@ def test_free_model_keys_leave_the_state_alone_and_the_switches_change_it():
     for override in ("optim.grad_clip=-1.0", "optim.weight_decay=1e-4", "model.nf=16"):
         assert _state_shapes(override) != reference, override
     assert jax.tree.leaves(reference)
+
+
+def test_unreadable_config_json_is_an_error_and_is_kept(tmp_path):
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    (workdir / "config.json").write_text('{"model": {"name": "mlp"')
+    with pytest.raises(ResumeConfigError) as raised:
+        train(_config(), workdir, progress=False)
+    assert str(raised.value).startswith(f"{workdir / 'config.json'} cannot be read (")
+    assert str(raised.value).endswith(f"); it describes the run saved in {workdir}. Repair it, or train in a new "
+                                      "workdir.")
+    assert (workdir / "config.json").read_text() == '{"model": {"name": "mlp"'
+    assert sorted(p.name for p in workdir.iterdir()) == ["config.json"]
