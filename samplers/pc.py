@@ -2,9 +2,10 @@
 
 At each of `num_steps` times t_0 = t_init > ... > t_{n-1} = eps (uniform), the corrector runs
 `n_steps` Langevin steps at t_i, then the predictor steps to t_{i+1} (t_n = 0). The whole chain
-is one jitted `lax.scan`. With `denoise`, the last predictor step is returned without its
-noise (`x_mean`), which for the SMLD / DDPM predictors is the Tweedie-like final step of the
-reference code.
+is one jitted `lax.scan`. With `denoise`, the last predictor step (eps -> 0) is replaced by one
+Tweedie step, E[x_0 | x_eps] = (x + s(eps)^2 score(x, eps)) / alpha(eps) (Efron 2011; the
+`noise_removal` of Song et al. 2021), the posterior mean of the data given the chain's sample at eps.
+For the DDPM / SMLD chains this is (to O(eps)) the noise-free last step of the reference code.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import numpy as np
 
 from samplers.registry import CORRECTORS, PREDICTORS, SAMPLERS
 from sde_lib.base import SDE, Array, ScoreFn
+from sde_lib.parametrization import data_from_score
 
 
 def default_float_dtype():
@@ -29,7 +31,7 @@ class _ByIdentity:
     """An unhashable score callable made usable as a static `jax.jit` argument: hashed and compared by
     the identity of the wrapped object, so calling again with the same object reuses the compiled chain."""
 
-    __slots__ = ("fn",)
+    __slots__ = ("fn", "__weakref__")  # jax.eval_shape and jit keep weak references to functions
 
     def __init__(self, fn: ScoreFn):
         self.fn = fn
@@ -102,7 +104,8 @@ class PCSampler:
     (`reverse_diffusion`, `ancestral_sampling`) and the Langevin alpha_i then use the SDE with
     N = num_steps, so their step matches the grid. Score evaluations per example:
     num_steps * (predictor.nfe + corrector.nfe), i.e. 1 per predictor step (0 for `none`) plus
-    `n_steps` per corrector call (0 for `none`).
+    `n_steps` per corrector call (0 for `none`); with `denoise` the Tweedie step (1) takes the place
+    of the last predictor step (predictor.nfe).
     """
 
     sde: SDE
@@ -152,7 +155,7 @@ class PCSampler:
     def nfe(self) -> int:
         """Exact score evaluations per example of one call."""
         predictor, corrector = self._parts(lambda x, t: x)
-        return self.steps * (predictor.nfe + corrector.nfe)
+        return self.steps * (predictor.nfe + corrector.nfe) + int(self.denoise) * (1 - predictor.nfe)
 
     def __call__(self, rng: Array, score_fn: ScoreFn, shape: tuple[int, ...], x_init: Array | None = None,
                  t_init: Array | float | None = None) -> tuple[Array, int]:
@@ -161,38 +164,49 @@ class PCSampler:
 
 
 def run_chain(sampler: PCSampler, score_fn: ScoreFn, key: Array, x: Array, t_start: Array,
-              project: Callable[[Array, Array, Array, Array], tuple[Array, Array]] | None = None
-              ) -> tuple[Array, Array]:
-    """The predictor-corrector scan from `x` at `t_start` down to eps; returns the last `(x, x_mean)`.
+              project: Callable[[Array, Array, Array], Array] | None = None) -> Array:
+    """The predictor-corrector chain from `x: [B, ...]` at `t_start` down to eps; returns the sample.
 
-    `project(key, x, x_mean, t)`, when given, follows every corrector and predictor update (the
-    replacement step of inpainting); without it the chain is plain PC sampling.
+    Without `sampler.denoise` the sample is the last predictor step's (eps -> 0); with it, the
+    Tweedie step E[x_0 | x_eps] replaces that step. `project(key, x, t) -> x`, when given, follows
+    every corrector and predictor update (the replacement step of inpainting); without it the
+    chain is plain PC sampling.
     """
     predictor, corrector = sampler._parts(score_fn)
     ts = jnp.linspace(t_start, jnp.asarray(sampler.eps, x.dtype), sampler.steps)
     t_next = jnp.concatenate([ts[1:], jnp.zeros((1,), x.dtype)])
+    last = sampler.steps - 1
+    tweedie = data_from_score(sampler.sde, score_fn)
 
-    def step(carry, times):
-        key, x, _ = carry
-        t, t_n = times
+    def step(carry, inputs):
+        key, x = carry
+        k, t, t_n = inputs
         vec_t = jnp.full((x.shape[0],), t, x.dtype)
         if project is None:
             key, corrector_key, predictor_key = jax.random.split(key, 3)
-            x, x_mean = corrector.update(corrector_key, x, vec_t)
-            x, x_mean = predictor.update(predictor_key, x, vec_t, t_n - t)
+            x, _ = corrector.update(corrector_key, x, vec_t)
+
+            def predict(x):
+                return predictor.update(predictor_key, x, vec_t, t_n - t)[0]
         else:
             key, corrector_key, corrector_project, predictor_key, predictor_project = jax.random.split(key, 5)
-            x, x_mean = project(corrector_project, *corrector.update(corrector_key, x, vec_t), t)
-            x, x_mean = project(predictor_project, *predictor.update(predictor_key, x, vec_t, t_n - t), t_n)
-        return (key, x, x_mean), None
+            x = project(corrector_project, corrector.update(corrector_key, x, vec_t)[0], t)
 
-    (_, x, x_mean), _ = jax.lax.scan(step, (key, x, x), (ts, t_next))
-    return x, x_mean
+            def predict(x):
+                return project(predictor_project, predictor.update(predictor_key, x, vec_t, t_n - t)[0], t_n)
+
+        if sampler.denoise:  # only the branch taken is evaluated, so nfe stays exact
+            x = jax.lax.cond(k == last, lambda x: tweedie(x, vec_t), predict, x)
+        else:
+            x = predict(x)
+        return (key, x), None
+
+    (_, x), _ = jax.lax.scan(step, (key, x), (jnp.arange(sampler.steps), ts, t_next))
+    return x
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
 def _pc_sample(sampler: PCSampler, score_fn: ScoreFn, shape, rng, x_init, t_init):
     prior_key, chain_key = jax.random.split(rng)
     x, t_start = initial_state(sampler.sde, prior_key, shape, x_init, t_init, score_fn)
-    x, x_mean = run_chain(sampler, score_fn, chain_key, x, t_start)
-    return x_mean if sampler.denoise else x
+    return run_chain(sampler, score_fn, chain_key, x, t_start)

@@ -126,14 +126,17 @@ def _count_score_calls(sampler, shape):
     return int(counter), nfe
 
 
+@pytest.mark.parametrize("denoise", [False, True])
 @pytest.mark.parametrize("predictor,corrector,n_steps", [
     ("reverse_diffusion", "langevin", 1), ("euler_maruyama", "langevin", 3), ("none", "ald", 2),
-    ("ancestral_sampling", "none", 4), ("euler_maruyama", "none", 1)])
-def test_nfe_equals_counted_score_evaluations(predictor, corrector, n_steps):
+    ("ancestral_sampling", "none", 4), ("euler_maruyama", "none", 1), ("none", "none", 1)])
+def test_nfe_equals_counted_score_evaluations(predictor, corrector, n_steps, denoise):
     # VE: two steps are a valid chain there (on VP the discrete beta would exceed 1, see below)
-    sampler = PCSampler(make_sde("ve", 1000), predictor, corrector, n_steps=n_steps, num_steps=2)
+    sampler = PCSampler(make_sde("ve", 1000), predictor, corrector, n_steps=n_steps, num_steps=2, denoise=denoise)
     counted, nfe = _count_score_calls(sampler, (3, 2))
-    assert nfe == counted == 2 * ((predictor != "none") + (corrector != "none") * n_steps)
+    predictor_nfe = int(predictor != "none")
+    # the Tweedie step (1 evaluation) takes the place of the last predictor step
+    assert nfe == counted == 2 * (predictor_nfe + (corrector != "none") * n_steps) + denoise * (1 - predictor_nfe)
 
 
 @pytest.mark.parametrize("predictor,corrector", [("reverse_diffusion", "none"), ("euler_maruyama", "langevin"),
@@ -145,17 +148,45 @@ def test_too_few_steps_for_the_discrete_vp_chain_fail_clearly_instead_of_nan(pre
     PCSampler(make_sde("vp", 1000), "euler_maruyama", "none", num_steps=19)
 
 
-def test_denoise_drops_exactly_the_last_step_noise():
-    # With Euler-Maruyama the last step goes from eps to 0 and adds g(eps) sqrt(eps) z.
+def tweedie_posterior_mean(sde, x_t, t):
+    """E[x_0 | x_t] for x_0 ~ N(MEAN, COV), x_t = alpha x_0 + s z: m + alpha C (alpha^2 C + s^2 I)^{-1} (x_t - alpha m)."""
+    alpha = float(sde.alpha(jnp.asarray(t, jnp.float64)))
+    s2 = float(sde.marginal_std(jnp.asarray(t, jnp.float64))) ** 2
+    mean, cov = np.asarray(MEAN, np.float64), np.asarray(COV, np.float64)
+    gain = alpha * cov @ np.linalg.inv(alpha**2 * cov + s2 * np.eye(2))
+    return mean + (np.asarray(x_t) - alpha * mean) @ gain.T
+
+
+@pytest.mark.parametrize("name", ["vp", "subvp", "ve"])
+def test_denoise_is_the_tweedie_posterior_mean_of_the_sample_at_eps(x64, name):
+    # With the `none` predictor the chain's last step (eps -> 0) is the identity, so denoise=False
+    # returns x_eps itself, after Langevin steps at every grid time down to eps; denoise=True must
+    # return E[x_0 | x_eps] of the same chain (same keys), one score evaluation more.
+    sde = make_sde(name, 100)
+    score_fn = sde_lib.gaussian(jnp.asarray(MEAN, jnp.float64), jnp.asarray(COV, jnp.float64)).score_fn(sde)
+    kwargs = dict(predictor="none", corrector="langevin", n_steps=2, num_steps=25, eps=1e-2)
+    x_eps, nfe_raw = PCSampler(sde, denoise=False, **kwargs)(jax.random.key(0), score_fn, (64, 2))
+    clean, nfe = PCSampler(sde, denoise=True, **kwargs)(jax.random.key(0), score_fn, (64, 2))
+    assert (nfe_raw, nfe) == (25 * 2, 25 * 2 + 1)
+    assert np.abs(np.asarray(clean - x_eps)).max() > 1e-3  # the step does something at eps = 1e-2
+    np.testing.assert_allclose(clean, tweedie_posterior_mean(sde, x_eps, 1e-2), rtol=1e-10, atol=1e-10)
+
+
+def test_denoise_replaces_the_last_predictor_step():
+    # Euler-Maruyama with denoise: the Tweedie step at eps takes the place of the step eps -> 0
+    # (same nfe); the samples differ from the noisy chain by about that step's noise g(eps) sqrt(eps).
     sde = make_sde("ve", 100)
-    noisy, _ = PCSampler(sde, "euler_maruyama", "none", denoise=False)(jax.random.key(0), GAUSS.score_fn(sde),
-                                                                       (N_GAUSS, 2))
-    clean, _ = PCSampler(sde, "euler_maruyama", "none", denoise=True)(jax.random.key(0), GAUSS.score_fn(sde),
-                                                                      (N_GAUSS, 2))
+    noisy, nfe_raw = PCSampler(sde, "euler_maruyama", "none", denoise=False)(jax.random.key(0), GAUSS.score_fn(sde),
+                                                                             (N_GAUSS, 2))
+    clean, nfe = PCSampler(sde, "euler_maruyama", "none", denoise=True)(jax.random.key(0), GAUSS.score_fn(sde),
+                                                                        (N_GAUSS, 2))
+    assert nfe_raw == nfe == 100
     eps = 1e-3
-    expected = float(sde.sde(jnp.zeros((1, 2)), jnp.full((1,), eps))[1][0]) * np.sqrt(eps)
-    np.testing.assert_allclose(np.std(np.asarray(noisy - clean), axis=0), expected, rtol=0.05)
-    np.testing.assert_allclose(np.mean(np.asarray(noisy - clean), axis=0), 0.0, atol=4 * expected / 100)
+    noise = float(sde.sde(jnp.zeros((1, 2)), jnp.full((1,), eps))[1][0]) * np.sqrt(eps)
+    # Tweedie at eps also removes the s(eps) = sigma(eps) noise the EM step keeps: the variance of
+    # the difference is g^2 eps + about s(eps)^4 / (C + s(eps)^2), s(eps) ~ 0.01 << g sqrt(eps)
+    np.testing.assert_allclose(np.std(np.asarray(noisy - clean), axis=0), noise, rtol=0.06)
+    assert_gaussian_moments(clean, 0.04)
 
 
 def test_bad_configuration_is_rejected_with_its_name():
@@ -250,9 +281,7 @@ SHARDING_SCRIPT = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
     import sde_lib
-    from samplers import pc
-from samplers.ode import ODESampler
-from samplers.pc import PCSampler, static_score_fn
+    from samplers.pc import PCSampler
     assert jax.device_count() == 4
     sde = sde_lib.VPSDE(N=30)
     score_fn = sde_lib.gaussian(jnp.array([1.0, -2.0]), jnp.eye(2)).score_fn(sde)
