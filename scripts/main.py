@@ -96,7 +96,14 @@ def run(argv: list[str]) -> int:
         raise app.UsageError(f"--workdir is required for mode {mode!r}")
     logging.get_absl_handler().python_handler.addFilter(_QuietCheckpointing())
     logging.info("score-sde %s, workdir %s", mode, FLAGS.workdir)
-    return MODES[mode](config, pathlib.Path(FLAGS.workdir)) or 0
+    from training.checkpoint import CheckpointMismatchError, CheckpointSaveError
+    from training.train_loop import ResumeConfigError
+
+    try:
+        return MODES[mode](config, pathlib.Path(FLAGS.workdir)) or 0
+    except (ResumeConfigError, CheckpointMismatchError, CheckpointSaveError) as error:
+        # The user's workdir and config disagree: say so plainly, no traceback (nothing was changed).
+        sys.exit(f"score-sde {mode}: {error}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -110,6 +110,20 @@ def test_evaluate_with_inception_weights_reports_fid_kid_and_inception_score(wor
     assert np.load(cached)["features"].shape == (40, 2048)
 
 
+@pytest.mark.parametrize("mode", ["train", "sample"])
+def test_a_changed_model_is_refused_with_a_message_and_nothing_is_touched(workdir, mode):
+    def snapshot():
+        return {p: p.stat().st_mtime_ns for p in workdir.rglob("*") if p.is_file()}
+
+    before = snapshot()
+    result = score_sde(mode, workdir, "--config.model.hidden_dims=(48,48)")
+    last = result.stderr.strip().splitlines()[-1]
+    assert result.returncode == 1 and last.startswith(f"score-sde {mode}: "), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert "hidden_dims" in last or "shape" in last, last
+    assert snapshot() == before
+
+
 @pytest.mark.parametrize("mode, extra, message", [
     ("evaluate", ["--config.eval.fid_dataset=tset"],
      "score-sde: eval.fid_dataset='tset' cannot be read from data set 'digits': Unknown split 'tset'."),
