@@ -23,6 +23,7 @@ from training import builders
 from training.checkpoint import Checkpointer
 from training.evaluation import make_sample_fn
 from training.logging import MetricWriter, plot_loss_curve
+from training.preemption import PreemptionWatch
 from training.sharding import batch_sharding, check_batch_size, make_mesh, shard_batch
 from training.state import TrainState, abstract_train_state, init_sharded_state
 from training.train_step import jit_train_steps, make_eval_step, make_objective, make_train_step
@@ -181,7 +182,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, max
     gradient norm, and `ResumeConfigError` (touching nothing) when the workdir holds a run of a
     config that builds another train state.
     """
-    from training.data import build_dataset, get_data_inverse_scaler
+    from training.data import build_dataset, get_data_inverse_scaler, iterate_batches
 
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -260,32 +261,40 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, max
         pending.clear()
         window_start, window_steps = time.time(), 0
 
-    while step < stop_at:
-        batches = [ds[s] for s in range(step, step + n)]
-        stacked = {k: np.stack([np.asarray(b[k]) for b in batches]) for k in batches[0]}
-        state, metrics = train_fn(state, shard_batch(stacked, stacked_sharding, batch_axis=1))
-        pending.append((step, metrics))
-        step += n
-        window_steps += n
-        bar.update(n)
-        out_of_time = time_budget_s is not None and time.time() - start >= time_budget_s
-        last = step >= stop_at or out_of_time
-        saving = ckpt.is_due(step) or last
-        if _crossed(step, n, t.log_freq) or saving:
-            flush()
-        if eval_fn is not None and _crossed(step, n, t.eval_freq):
-            eval_batch = shard_batch(eval_ds[(step // t.eval_freq) % len(eval_ds)], batch_sharding(exp.mesh))
-            eval_loss = eval_fn(state.ema_params, eval_batch, jax.random.fold_in(exp.keys.eval, step))
-            writer.write_scalars(step, {"eval_loss": float(eval_loss)})
-        if saving:
-            ckpt.maybe_save(step, state, force=last)
-        if sample_fn is not None and _crossed(step, n, t.snapshot_freq):
-            samples, _ = sample_fn(state.ema_params, jax.random.fold_in(exp.keys.sample, step))
-            samples = np.asarray(samples)[:num_samples]
-            writer.write_samples(step, np.clip(np.asarray(inverse_scaler(samples)), 0.0, 1.0))
-        if out_of_time:
-            logging.info("Time budget of %.0f s reached at step %d", time_budget_s, step)
-            break
+    # Batches are read ahead on threads (and data.num_workers processes) in step order, so the
+    # data stay a function of (seed, step) and a resumed run reads what it would have read.
+    batches_ahead = iterate_batches(ds, start_step=step, num_workers=config.data.num_workers)
+    with PreemptionWatch() as preemption:
+        while step < stop_at:
+            batches = [next(batches_ahead) for _ in range(n)]  # ds[step], ..., ds[step + n - 1]
+            stacked = {k: np.stack([np.asarray(b[k]) for b in batches]) for k in batches[0]}
+            state, metrics = train_fn(state, shard_batch(stacked, stacked_sharding, batch_axis=1))
+            pending.append((step, metrics))
+            step += n
+            window_steps += n
+            bar.update(n)
+            out_of_time = time_budget_s is not None and time.time() - start >= time_budget_s
+            preempted = preemption.reached(step)
+            last = step >= stop_at or out_of_time or preempted
+            saving = ckpt.is_due(step) or last
+            if _crossed(step, n, t.log_freq) or saving:
+                flush()
+            if eval_fn is not None and _crossed(step, n, t.eval_freq):
+                eval_batch = shard_batch(eval_ds[(step // t.eval_freq) % len(eval_ds)], batch_sharding(exp.mesh))
+                eval_loss = eval_fn(state.ema_params, eval_batch, jax.random.fold_in(exp.keys.eval, step))
+                writer.write_scalars(step, {"eval_loss": float(eval_loss)})
+            if saving:
+                ckpt.maybe_save(step, state, force=last)
+            if sample_fn is not None and _crossed(step, n, t.snapshot_freq):
+                samples, _ = sample_fn(state.ema_params, jax.random.fold_in(exp.keys.sample, step))
+                samples = np.asarray(samples)[:num_samples]
+                writer.write_samples(step, np.clip(np.asarray(inverse_scaler(samples)), 0.0, 1.0))
+            if out_of_time:
+                logging.info("Time budget of %.0f s reached at step %d", time_budget_s, step)
+                break
+            if preempted:
+                logging.warning("Preempted: saved step %d; restart with the same command to resume", step)
+                break
     flush()
     bar.close()
     ckpt.close()
