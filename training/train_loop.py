@@ -7,6 +7,7 @@ state (`check_resume_config`); its config.json is rewritten only once the state 
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import pathlib
@@ -263,8 +264,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, max
 
     # Batches are read ahead on threads (and data.num_workers processes) in step order, so the
     # data stay a function of (seed, step) and a resumed run reads what it would have read.
-    batches_ahead = iterate_batches(ds, start_step=step, num_workers=config.data.num_workers)
-    with PreemptionWatch() as preemption:
+    # Closed on the way out, so reader threads and worker processes end with the loop.
+    with PreemptionWatch() as preemption, \
+            contextlib.closing(iterate_batches(ds, start_step=step, num_workers=config.data.num_workers)) as batches_ahead:
         while step < stop_at:
             batches = [next(batches_ahead) for _ in range(n)]  # ds[step], ..., ds[step + n - 1]
             stacked = {k: np.stack([np.asarray(b[k]) for b in batches]) for k in batches[0]}
