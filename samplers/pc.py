@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Callable
 
 import jax
@@ -20,6 +21,9 @@ import numpy as np
 from samplers.registry import CORRECTORS, PREDICTORS, SAMPLERS
 from sde_lib.base import SDE, Array, ScoreFn
 from sde_lib.parametrization import data_from_score
+
+DISCRETE_CHAIN_PREDICTORS = ("reverse_diffusion", "ancestral_sampling")
+"""Predictors that step the SDE's own discretisation (its N steps) instead of dt."""
 
 
 def default_float_dtype():
@@ -101,8 +105,12 @@ class PCSampler:
     """Predictor-corrector sampler; `predictor` / `corrector` are names in `PREDICTORS` / `CORRECTORS`.
 
     `num_steps` (default `sde.N`) sets the time grid. The discrete-chain predictors
-    (`reverse_diffusion`, `ancestral_sampling`) and the Langevin alpha_i then use the SDE with
-    N = num_steps, so their step matches the grid. Score evaluations per example:
+    (`reverse_diffusion`, `ancestral_sampling`) step the SDE's own discretisation on the grid
+    t_i = i T / (N - 1) and ignore dt, so the chain must have one step per grid interval: from T
+    that is N = num_steps; from a concrete t_init < T it is the N that puts t_init on step
+    num_steps - 1 and visits steps num_steps - 1, ..., 0 once each (`chain_size`), so the chain
+    does not over-denoise. A traced t_init (not T) cannot be matched and is an error for these two
+    predictors. The Langevin alpha_i use the same chain. Score evaluations per example:
     num_steps * (predictor.nfe + corrector.nfe), i.e. 1 per predictor step (0 for `none`) plus
     `n_steps` per corrector call (0 for `none`); with `denoise` the Tweedie step (1) takes the place
     of the last predictor step (predictor.nfe).
@@ -127,7 +135,7 @@ class PCSampler:
             raise ValueError(f"num_steps must be >= 1, got {self.num_steps}")
         # builds the parts once so that bad combinations (ancestral on sub-VP, bad snr) fail here
         self._parts(lambda x, t: x)
-        uses_discrete_chain = (self.predictor in ("reverse_diffusion", "ancestral_sampling")
+        uses_discrete_chain = (self.predictor in DISCRETE_CHAIN_PREDICTORS
                                or self.corrector in ("langevin", "ald"))
         betas = getattr(self._grid_sde, "discrete_betas", None)
         if uses_discrete_chain and betas is not None and float(np.max(betas)) >= 1.0:
@@ -142,11 +150,60 @@ class PCSampler:
 
     @property
     def _grid_sde(self) -> SDE:
-        """The SDE with N = num_steps, whose discrete chain matches the time grid."""
-        return self.sde if self.steps == self.sde.N else dataclasses.replace(self.sde, N=self.steps)
+        """The SDE with N = num_steps, whose discrete chain matches the time grid from T."""
+        return self._chain_sde(self.steps)
 
-    def _parts(self, score_fn: ScoreFn):
-        sde = self._grid_sde
+    def _chain_sde(self, chain_size: int) -> SDE:
+        return self.sde if chain_size == self.sde.N else dataclasses.replace(self.sde, N=chain_size)
+
+    def chain_size(self, t_init: Array | float | None) -> int:
+        """N of the discrete chain (the predictors' and Langevin alpha_i's) for a start at `t_init`.
+
+        num_steps from T. From a concrete t_init < T with a discrete-chain predictor: the N whose step
+        indices floor(t_k (N - 1) / T) on the grid t_k = linspace(t_init, eps, num_steps) are
+        num_steps - 1, ..., 0, each once, and whose first step's time (num_steps - 1) T / (N - 1) is
+        closest to t_init: the chain's step T / (N - 1) then matches the grid spacing
+        (t_init - eps) / (num_steps - 1) to within one part in N - 1 (plus eps / (num_steps - 1),
+        as from T). Raises ValueError
+        for a traced t_init, or when no such N exists (t_init too close to eps for num_steps).
+        """
+        if t_init is None or self.predictor not in DISCRETE_CHAIN_PREDICTORS:
+            return self.steps
+        try:
+            host = np.asarray(t_init, np.float64)
+        except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+            raise ValueError(
+                f"t_init is a traced value, but the {self.predictor!r} predictor steps a discrete chain whose "
+                f"step must match the grid spacing (t_init - eps) / (num_steps - 1), which needs t_init as a "
+                f"number: pass t_init as a Python float or a concrete array (not an argument of the enclosing "
+                f"jit), leave it None to start at T, or use the euler_maruyama predictor") from None
+        if host.shape != ():
+            raise ValueError(f"t_init must be a scalar time, got shape {host.shape}")
+        t, T, n = float(host), self.sde.T, self.steps
+        if abs(t - T) <= 1e-6 * T:
+            return n
+        if not self.eps < t < T:
+            raise ValueError(f"t_init must lie in (eps, T] = ({self.eps}, {T}] for {self.predictor!r}, got {t}")
+        grid = np.linspace(t, self.eps, n)
+        want = np.arange(n - 1, -1, -1)
+        best, best_offset = None, np.inf
+        guess = math.ceil((n - 1) * T / t)
+        for intervals in (guess - 1, guess, guess + 1):  # N - 1
+            if intervals < 1 or not np.array_equal(np.floor(grid * intervals / T + 1e-4), want):  # timestep_index
+                continue
+            # the chain's time of its first step, (num_steps - 1) T / (N - 1), as close to t_init as possible
+            offset = abs(t - (n - 1) * T / intervals)
+            if offset < best_offset:
+                best, best_offset = intervals + 1, offset
+        if best is None:
+            raise ValueError(
+                f"no discrete chain matches num_steps={n} from t_init={t} to eps={self.eps} for {self.predictor!r}: "
+                f"the grid step {(t - self.eps) / max(n - 1, 1):.3g} is not above eps; use fewer steps or the "
+                f"euler_maruyama predictor")
+        return best
+
+    def _parts(self, score_fn: ScoreFn, chain_size: int | None = None):
+        sde = self._chain_sde(self.steps if chain_size is None else chain_size)
         predictor = PREDICTORS.get(self.predictor)(sde, score_fn, self.probability_flow)
         corrector = CORRECTORS.get(self.corrector)(sde, score_fn, self.snr, self.n_steps)
         return predictor, corrector
@@ -160,19 +217,23 @@ class PCSampler:
     def __call__(self, rng: Array, score_fn: ScoreFn, shape: tuple[int, ...], x_init: Array | None = None,
                  t_init: Array | float | None = None) -> tuple[Array, int]:
         """Samples `[*shape]` from `x_init` at `t_init` (default: the prior at T), and the nfe."""
-        return _pc_sample(self, static_score_fn(score_fn), tuple(shape), rng, x_init, t_init), self.nfe
+        chain_size = self.chain_size(t_init)
+        return _pc_sample(self, static_score_fn(score_fn), tuple(shape), chain_size, rng, x_init, t_init), self.nfe
 
 
 def run_chain(sampler: PCSampler, score_fn: ScoreFn, key: Array, x: Array, t_start: Array,
-              project: Callable[[Array, Array, Array], Array] | None = None) -> Array:
+              project: Callable[[Array, Array, Array], Array] | None = None, chain_size: int | None = None
+              ) -> Array:
     """The predictor-corrector chain from `x: [B, ...]` at `t_start` down to eps; returns the sample.
+
+    `chain_size` is `sampler.chain_size(t_init)` (default: num_steps, right for t_start = T).
 
     Without `sampler.denoise` the sample is the last predictor step's (eps -> 0); with it, the
     Tweedie step E[x_0 | x_eps] replaces that step. `project(key, x, t) -> x`, when given, follows
     every corrector and predictor update (the replacement step of inpainting); without it the
     chain is plain PC sampling.
     """
-    predictor, corrector = sampler._parts(score_fn)
+    predictor, corrector = sampler._parts(score_fn, chain_size)
     ts = jnp.linspace(t_start, jnp.asarray(sampler.eps, x.dtype), sampler.steps)
     t_next = jnp.concatenate([ts[1:], jnp.zeros((1,), x.dtype)])
     last = sampler.steps - 1
@@ -205,8 +266,8 @@ def run_chain(sampler: PCSampler, score_fn: ScoreFn, key: Array, x: Array, t_sta
     return x
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _pc_sample(sampler: PCSampler, score_fn: ScoreFn, shape, rng, x_init, t_init):
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _pc_sample(sampler: PCSampler, score_fn: ScoreFn, shape, chain_size: int, rng, x_init, t_init):
     prior_key, chain_key = jax.random.split(rng)
     x, t_start = initial_state(sampler.sde, prior_key, shape, x_init, t_init, score_fn)
-    return run_chain(sampler, score_fn, chain_key, x, t_start)
+    return run_chain(sampler, score_fn, chain_key, x, t_start, chain_size=chain_size)

@@ -1,5 +1,6 @@
 """Predictor-corrector sampling with exact scores reproduces known distributions."""
 import dataclasses
+import functools
 import textwrap
 from collections.abc import Callable
 
@@ -86,13 +87,67 @@ def test_probability_flow_predictor_is_deterministic_and_reproduces_gaussian():
     assert_gaussian_moments(a, 0.04)
 
 
-def test_starting_from_exact_marginal_at_t_init_reaches_data():
-    sde = make_sde("ve", 100)
+@pytest.mark.parametrize("name,predictor", [
+    ("vp", "euler_maruyama"), ("subvp", "euler_maruyama"), ("ve", "euler_maruyama"),
+    ("vp", "reverse_diffusion"), ("subvp", "reverse_diffusion"), ("ve", "reverse_diffusion"),
+    ("vp", "ancestral_sampling"), ("ve", "ancestral_sampling")])
+def test_starting_from_exact_marginal_at_t_init_reaches_data(name, predictor):
+    # The discrete chains (reverse_diffusion, ancestral_sampling) must take one chain step per grid
+    # interval of [eps, t_init]; with the chain of N = num_steps (step T / N, twice the grid's here)
+    # they over-denoised: mean error 0.41 (VP) and 1.0 (sub-VP), covariance error 0.29 (VE ancestral).
+    sde = make_sde(name, 100)
     x_init = GAUSS.sample(jax.random.key(4), N_GAUSS, t=0.5, sde=sde)
-    x, nfe = PCSampler(sde, "euler_maruyama", "none")(jax.random.key(0), GAUSS.score_fn(sde), (N_GAUSS, 2),
-                                                     x_init=x_init, t_init=0.5)
+    x, nfe = PCSampler(sde, predictor, "none")(jax.random.key(0), GAUSS.score_fn(sde), (N_GAUSS, 2),
+                                              x_init=x_init, t_init=0.5)
     assert nfe == 100
     assert_gaussian_moments(x, 0.04)
+
+
+@pytest.mark.parametrize("predictor", ["reverse_diffusion", "ancestral_sampling"])
+@pytest.mark.parametrize("t_init", [0.5, 0.37, 0.9, 0.9999, 0.25])
+@pytest.mark.parametrize("steps", [30, 100, 200])
+def test_discrete_chain_from_t_init_visits_each_step_once(predictor, t_init, steps):
+    # the float32 grid the sampler runs on, mapped to the chain's step indices as the predictors do
+    sampler = PCSampler(make_sde("ve", 1000), predictor, "none", num_steps=steps)
+    chain = dataclasses.replace(sampler.sde, N=sampler.chain_size(t_init))
+    grid = jnp.linspace(jnp.float32(t_init), jnp.float32(sampler.eps), steps)
+    np.testing.assert_array_equal(chain.timestep_index(grid), np.arange(steps - 1, -1, -1))
+    # its first step starts within one chain step below t_init, and its step matches the grid's
+    chain_step, grid_step = sampler.sde.T / (chain.N - 1), (t_init - sampler.eps) / (steps - 1)
+    assert -1e-4 * chain_step <= t_init - (steps - 1) * chain_step < chain_step
+    assert abs(chain_step - grid_step) <= (grid_step + sampler.eps) / (steps - 1)
+
+
+def test_t_init_equal_to_T_keeps_the_chain_of_num_steps_even_under_jit():
+    # training.evaluation passes t_init=sde.T (a Python float) inside its own jit
+    sde = make_sde("vp", 50)
+    sampler = PCSampler(sde, "reverse_diffusion", "langevin")
+    x_init = sde.prior_sampling(jax.random.key(1), (16, 2))
+    expected, _ = sampler(jax.random.key(0), GAUSS.score_fn(sde), (16, 2), x_init=x_init)
+    got = jax.jit(lambda key, x: sampler(key, GAUSS.score_fn(sde), (16, 2), x_init=x, t_init=sde.T)[0])(
+        jax.random.key(0), x_init)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+    assert sampler.chain_size(sde.T) == sampler.chain_size(None) == 50
+
+
+def test_traced_or_unusable_t_init_is_a_clear_error_for_the_discrete_chains():
+    sde = make_sde("ve", 100)
+    score_fn = GAUSS.score_fn(sde)
+    x_init = jnp.zeros((4, 2))
+
+    def run(sampler, t_init):
+        return sampler(jax.random.key(0), score_fn, (4, 2), x_init=x_init, t_init=t_init)[0]
+
+    for predictor in ("reverse_diffusion", "ancestral_sampling"):
+        sampler = PCSampler(sde, predictor, "none")
+        with pytest.raises(ValueError, match="t_init is a traced value.*euler_maruyama"):
+            jax.jit(functools.partial(run, sampler))(0.5)
+        with pytest.raises(ValueError, match="no discrete chain matches num_steps=100"):
+            run(sampler, 0.05)  # grid step (0.05 - eps) / 99 is below eps
+        with pytest.raises(ValueError, match=r"t_init must lie in \(eps, T\]"):
+            run(sampler, 1.5)
+    # Euler-Maruyama uses dt itself: a traced t_init is fine
+    assert jax.jit(lambda t: run(PCSampler(sde, "euler_maruyama", "none"), t))(0.5).shape == (4, 2)
 
 
 N_MIX = 4000
