@@ -38,43 +38,46 @@ def whitened_errors(x):
     return np.abs(y.mean(0)).max(), np.abs(np.cov(y.T) - np.eye(2)).max()
 
 
-def assert_gaussian_moments(x, allowance):
-    # Monte Carlo: 4 standard errors (mean 1/sqrt(n), covariance up to sqrt(2/n) when whitened).
+def assert_gaussian_moments(x, allowance, cov_allowance=None):
+    # Monte Carlo: 4 standard errors (mean 1/sqrt(n), covariance up to sqrt(2/n) when whitened),
+    # plus the sampler's own bias.
     n = x.shape[0]
+    cov_allowance = allowance if cov_allowance is None else cov_allowance
     mean_err, cov_err = whitened_errors(x)
     assert mean_err < 4 / np.sqrt(n) + allowance, f"mean error {mean_err:.3f}"
-    assert cov_err < 4 * np.sqrt(2 / n) + allowance, f"covariance error {cov_err:.3f}"
+    assert cov_err < 4 * np.sqrt(2 / n) + cov_allowance, f"covariance error {cov_err:.3f}"
 
 
 N_GAUSS = 5000
-CONFIGS = [  # (sde, predictor, corrector, num_steps, allowance)
-    # snr = 0.16 Langevin has a ~5% stationary bias in 2-D (unadjusted Langevin), hence the allowance
-    ("vp", "reverse_diffusion", "langevin", 100, 0.07),
-    ("subvp", "reverse_diffusion", "langevin", 100, 0.07),
-    ("ve", "reverse_diffusion", "langevin", 100, 0.07),
-    ("vp", "euler_maruyama", "none", 100, 0.04),
-    ("subvp", "euler_maruyama", "none", 100, 0.04),
-    ("ve", "euler_maruyama", "none", 100, 0.04),
-    ("vp", "ancestral_sampling", "none", 100, 0.04),
-    ("ve", "ancestral_sampling", "none", 100, 0.06),
+CONFIGS = [  # (sde, predictor, corrector, samples, covariance allowance); 100 steps
+    # Measured covariance errors (3 seeds), exact score vs score x 1.1: langevin at n = 20000
+    # 0.03-0.045 vs 0.08-0.11 (snr = 0.16 unadjusted Langevin has a few % stationary bias); at
+    # n = 10000 euler_maruyama and VP ancestral <= 0.033 vs >= 0.144, VE ancestral 0.05-0.07 vs >= 0.21.
+    ("vp", "reverse_diffusion", "langevin", 20000, 0.02),
+    ("subvp", "reverse_diffusion", "langevin", 20000, 0.02),
+    ("ve", "reverse_diffusion", "langevin", 20000, 0.02),
+    ("vp", "euler_maruyama", "none", 10000, 0.02),
+    ("subvp", "euler_maruyama", "none", 10000, 0.02),
+    ("ve", "euler_maruyama", "none", 10000, 0.02),
+    ("vp", "ancestral_sampling", "none", 10000, 0.02),
+    ("ve", "ancestral_sampling", "none", 10000, 0.04),
 ]
+MEAN_ALLOWANCE = 0.04  # 100-step discretisation bias of the mean (up to ~0.05 measured, VP / sub-VP)
 
 
-@pytest.mark.parametrize("name,predictor,corrector,steps,allowance", CONFIGS)
-def test_pc_reproduces_gaussian_mean_and_covariance(name, predictor, corrector, steps, allowance):
-    sde = make_sde(name, steps)
-    x, nfe = PCSampler(sde, predictor, corrector)(jax.random.key(0), GAUSS.score_fn(sde), (N_GAUSS, 2))
-    assert nfe == steps * (2 if corrector == "langevin" else 1)
-    assert_gaussian_moments(x, allowance)
-
-
-def test_gaussian_moment_check_rejects_a_score_off_by_twenty_percent():
-    sde = make_sde("vp", 100)
+@pytest.mark.parametrize("name,predictor,corrector,n,cov_allowance", CONFIGS)
+def test_pc_reproduces_gaussian_mean_and_covariance_and_rejects_a_score_ten_percent_off(
+        name, predictor, corrector, n, cov_allowance):
+    sde = make_sde(name, 100)
     score_fn = GAUSS.score_fn(sde)
-    x, _ = PCSampler(sde, "euler_maruyama", "none")(jax.random.key(0), lambda x, t: 1.2 * score_fn(x, t),
-                                                    (N_GAUSS, 2))
+    sampler = PCSampler(sde, predictor, corrector)
+    x, nfe = sampler(jax.random.key(0), score_fn, (n, 2))
+    assert nfe == 100 * (2 if corrector == "langevin" else 1)
+    assert_gaussian_moments(x, MEAN_ALLOWANCE, cov_allowance)
+    # the tolerance has power: a score 10% too large contracts the covariance beyond it
+    wrong, _ = sampler(jax.random.key(0), lambda x, t: 1.1 * score_fn(x, t), (n, 2))
     with pytest.raises(AssertionError, match="covariance"):
-        assert_gaussian_moments(x, 0.04)
+        assert_gaussian_moments(wrong, MEAN_ALLOWANCE, cov_allowance)
 
 
 def test_probability_flow_predictor_is_deterministic_and_reproduces_gaussian():
