@@ -3,9 +3,9 @@
 A predictor takes one step of a numerical solver of the reverse-time SDE (eq. 6), or of the
 probability-flow ODE (eq. 13) with `probability_flow=True`, from time `t` to `t + dt` (dt < 0).
 Built as `cls(sde, score_fn, probability_flow=False)`; `update(rng, x, t, dt) -> (x, x_mean)`
-with `x: [B, ...]`, `t: [B]` and `dt` a scalar. `x_mean` is the step without its injected noise,
-which samplers return as the final denoised sample. `nfe` is the number of score evaluations
-per `update`. Register new predictors in `samplers.PREDICTORS`.
+with `x: [B, ...]`, `t: [B]` and `dt` a scalar. `x_mean` is the step without its injected noise
+(the PC sampler's `denoise` is a Tweedie step instead, see `samplers.pc`). `nfe` is the number of
+score evaluations per `update`. Register new predictors in `samplers.PREDICTORS`.
 """
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ class EulerMaruyamaPredictor(Predictor):
 class ReverseDiffusionPredictor(Predictor):
     """The reverse of the forward discretisation x_{i+1} = x_i + f_i + G_i z (Song et al. 2021,
     eq. 46): x_i = x_{i+1} - f_{i+1} + G_{i+1}^2 score + G_{i+1} z. It uses the SDE's own step
-    size T / N, not `dt`; the PC sampler sets N to its number of steps so the two agree."""
+    size T / N, not `dt`; the PC sampler sets N so that the two agree (`PCSampler.chain_size`)."""
 
     def update(self, rng, x, t, dt):
         f, G = self.rsde.discretize(x, t)

@@ -61,24 +61,27 @@ def test_estimate_noise_level_recovers_sigma_on_smooth_images():
         estimate_noise_level(jnp.zeros((2, 1, 5, 1)))
 
 
-@pytest.mark.parametrize("name", ["vp", "ve"])
-def test_posterior_sampling_reproduces_exact_posterior_moments(name):
+@pytest.mark.parametrize("name,predictor,steps", [
+    ("vp", "euler_maruyama", 200), ("ve", "euler_maruyama", 200),
+    # discrete chains from t* < T (their chain is matched to the grid from t*)
+    ("vp", "reverse_diffusion", 100), ("ve", "reverse_diffusion", 100), ("vp", "ancestral_sampling", 100)])
+def test_posterior_sampling_reproduces_exact_posterior_moments(name, predictor, steps):
     """x | y ~ N(mu + S (S + s^2 I)^-1 (y - mu), S - S (S + s^2 I)^-1 S) for x ~ N(mu, S), y = x + s n."""
     sde = SDES[name]
     data = gaussian(jnp.asarray(MEAN, jnp.float32), jnp.asarray(COV, jnp.float32))
     sigma, n = 0.7, 4000
     y_point = np.array([1.5, -0.2, 1.0])
     y = jnp.broadcast_to(jnp.asarray(y_point, jnp.float32), (n, 3))
-    sampler = PCSampler(sde, predictor="euler_maruyama", corrector="none", num_steps=200)
+    sampler = PCSampler(sde, predictor=predictor, corrector="none", num_steps=steps)
     samples, nfe = posterior_denoise(jax.random.PRNGKey(4), sampler, data.score_fn(sde), y, sigma)
     gain = COV @ np.linalg.inv(COV + sigma**2 * np.eye(3))
     post_mean, post_cov = MEAN + gain @ (y_point - MEAN), COV - gain @ COV
     samples = np.asarray(samples, np.float64)
     se = np.sqrt(np.diag(post_cov) / n)
     np.testing.assert_array_less(np.abs(samples.mean(0) - post_mean), 4 * se + 0.01)
-    # Monte Carlo (~2.2% of a variance at n = 4000) plus the Euler-Maruyama bias
+    # Monte Carlo (~2.2% of a variance at n = 4000) plus the discretisation bias
     np.testing.assert_allclose(np.cov(samples.T), post_cov, atol=0.1 * np.max(np.diag(post_cov)))
-    assert nfe == 200
+    assert nfe == steps
 
 
 def test_posterior_denoise_rejects_per_example_sigma_and_resolves_names():
