@@ -164,8 +164,8 @@ class PCSampler:
         num_steps - 1, ..., 0, each once, and whose first step's time (num_steps - 1) T / (N - 1) is
         closest to t_init: the chain's step T / (N - 1) then matches the grid spacing
         (t_init - eps) / (num_steps - 1) to within one part in N - 1 (plus eps / (num_steps - 1),
-        as from T). Raises ValueError
-        for a traced t_init, or when no such N exists (t_init too close to eps for num_steps).
+        as from T). Raises ValueError for a traced t_init, or when no such N exists (t_init too close
+        to eps for num_steps).
         """
         if t_init is None or self.predictor not in DISCRETE_CHAIN_PREDICTORS:
             return self.steps
