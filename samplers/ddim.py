@@ -44,7 +44,7 @@ class DDIMSampler:
     eps: float = 1e-3
 
     def __post_init__(self):
-        check_schedule(self.schedule, self.num_steps, self.rho)
+        check_schedule(self.schedule, self.num_steps, self.rho, self.sigma_min, self.sigma_max)
         if not self.eta >= 0:
             raise ValueError(f"eta must be non-negative, got {self.eta}")
 

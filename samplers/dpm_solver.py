@@ -76,7 +76,7 @@ class DPMSolverPPSampler:
     eps: float = 1e-3
 
     def __post_init__(self):
-        check_schedule(self.schedule, self.num_steps, self.rho)
+        check_schedule(self.schedule, self.num_steps, self.rho, self.sigma_min, self.sigma_max)
         if self.order not in (1, 2, 3):
             raise ValueError(f"order must be 1, 2 or 3, got {self.order}")
 

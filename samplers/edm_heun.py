@@ -50,7 +50,7 @@ class EDMHeunSampler:
     schedule: str = "karras"
 
     def __post_init__(self):
-        check_schedule(self.schedule, self.num_steps, self.rho)
+        check_schedule(self.schedule, self.num_steps, self.rho, self.sigma_min, self.sigma_max)
         if self.S_churn < 0:
             raise ValueError(f"S_churn must be non-negative, got {self.S_churn}")
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from sde_lib.base import SDE, Array, batch_broadcast
 
@@ -22,8 +23,14 @@ SCHEDULES = ("karras", "log_snr", "uniform_t")
 (Lu et al. 2022); `uniform_t`: uniform in the SDE's time t (DDIM and the 2021 samplers)."""
 
 
-def check_schedule(name: str, num_steps: int, rho: float) -> None:
+def check_schedule(name: str, num_steps: int, rho: float, sigma_min: float | None = None,
+                   sigma_max: float | None = None) -> None:
     """Raise a ValueError naming the bad argument of a sigma-space solver."""
+    for key, value in (("sigma_min", sigma_min), ("sigma_max", sigma_max)):
+        if value is not None and not value > 0:
+            raise ValueError(f"{key} must be positive, got {value}")
+    if sigma_min is not None and sigma_max is not None and sigma_min >= sigma_max:
+        raise ValueError(f"sigma_min ({sigma_min}) must be below sigma_max ({sigma_max})")
     if name not in SCHEDULES:
         raise ValueError(f"unknown schedule {name!r}; known: {', '.join(SCHEDULES)}")
     if num_steps < 1:
@@ -82,6 +89,10 @@ def enter_sigma_space(sde: SDE, rng: Array, shape: tuple[int, ...], x_init: Arra
     else:
         if x_init.shape != tuple(shape):
             raise ValueError(f"x_init has shape {x_init.shape}, but shape is {tuple(shape)}")
+        if t_init is not None and not isinstance(t_init, jax.core.Tracer):
+            values = np.asarray(t_init)
+            if not np.all((values > 0) & (values <= sde.T)):  # outside (0, T] the noise level is undefined
+                raise ValueError(f"t_init must lie in (0, T={sde.T}], got {t_init}")
         t = jnp.broadcast_to(jnp.asarray(sde.T if t_init is None else t_init, x_init.dtype), (shape[0],))
     alpha = sde.alpha(t).astype(x_init.dtype)
     return x_init / batch_broadcast(alpha, x_init), sde.sigma(t).astype(x_init.dtype)

@@ -6,6 +6,8 @@ import pytest
 
 import sde_lib
 from samplers import SAMPLERS, EDMHeunSampler
+from samplers.ddim import DDIMSampler
+from samplers.dpm_solver import DPMSolverPPSampler
 
 MEAN = np.array([1.0, -0.5])
 COV = np.array([[0.5, 0.2], [0.2, 0.3]])
@@ -113,3 +115,16 @@ def test_bad_arguments_are_rejected_with_their_name():
         EDMHeunSampler(SDES["vp"], num_steps=0)
     with pytest.raises(ValueError, match="t_init"):
         EDMHeunSampler(SDES["vp"])(jax.random.PRNGKey(0), lambda x, t: x, (2, 2), t_init=0.5)
+
+
+@pytest.mark.parametrize("make", [EDMHeunSampler, DDIMSampler, DPMSolverPPSampler])
+def test_noise_range_and_start_time_are_checked_for_every_sigma_space_solver(make):
+    with pytest.raises(ValueError, match=r"sigma_min \(5.0\) must be below sigma_max \(1.0\)"):
+        make(SDES["ve"], sigma_min=5.0, sigma_max=1.0)
+    with pytest.raises(ValueError, match="sigma_min must be positive, got 0.0"):
+        make(SDES["ve"], sigma_min=0.0)
+    sampler = make(SDES["vp"], num_steps=4)
+    score_fn = sde_lib.gaussian(MEAN, COV).score_fn(SDES["vp"])
+    for bad in (5.0, 0.0, np.array([0.5, 1.5])):
+        with pytest.raises(ValueError, match=r"t_init must lie in \(0, T=1"):
+            sampler(jax.random.PRNGKey(0), score_fn, (2, 2), x_init=jnp.zeros((2, 2)), t_init=bad)
