@@ -60,8 +60,8 @@ def sdedit(rng: Array, sampler: Sampler, score_fn: ScoreFn, x: Array, strength: 
     mean, std = sde.marginal_prob(x, t)
     x_init = mean + batch_broadcast(std, x) * jax.random.normal(noise_key, x.shape, x.dtype)
     if mask is None:
-        return sampler(sample_key, score_fn, x.shape, x_init=x_init, t_init=jnp.asarray(t0, x.dtype))
+        return sampler(sample_key, score_fn, x.shape, x_init=x_init, t_init=t0)
     mask = jnp.broadcast_to(jnp.asarray(mask, x.dtype), x.shape)
     guided = masked_score_fn(sde, score_fn, x, mask)
-    samples, nfe = sampler(sample_key, guided, x.shape, x_init=x_init, t_init=jnp.asarray(t0, x.dtype))
+    samples, nfe = sampler(sample_key, guided, x.shape, x_init=x_init, t_init=t0)
     return jnp.where(mask > 0.5, x, samples), nfe
