@@ -99,12 +99,30 @@ def linear_inpaint(rng: Array, score_fn: ScoreFn, known: Array, mask: Array, sam
     return _replacement_chain(sampler, static_score_fn(score_fn), rng, known, mask, transform), sampler.nfe
 
 
-def inpaint(rng: Array, score_fn: ScoreFn, known: Array, mask: Array, sampler: PCSampler) -> tuple[Array, int]:
-    """Fill the entries of `known: [B, ...]` where `mask` (broadcastable, binary) is 0.
+INPAINT_METHODS = ("replacement", "moment_matched")
 
+
+def inpaint(rng: Array, score_fn: ScoreFn, known: Array, mask: Array, sampler, *,
+            method: str = "replacement") -> tuple[Array, int]:
+    """Fill the entries of `known: [B, ...]` where `mask` (binary) is 0.
+
+    `method="replacement"` (a `PCSampler`, `mask` broadcastable to `known`): the PC chain with the
+    known entries replaced after every update; exact only for independent blocks (module docstring).
+    `method="moment_matched"` (any sampler of the `SAMPLERS` contract, one concrete `mask` shaped like
+    an example): the sampler run on `moment_matched_score_fn`, exact for Gaussian data; each of its
+    score calls costs 1 + |known| network evaluations, which the returned nfe counts.
     Returns `(samples [B, ...], nfe)`; samples equal `known` exactly where `mask` is 1.
     """
-    return linear_inpaint(rng, score_fn, known, mask, sampler)
+    if method == "replacement":
+        return linear_inpaint(rng, score_fn, known, mask, sampler)
+    if method != "moment_matched":
+        raise ValueError(f"unknown inpainting method {method!r}; known: {', '.join(INPAINT_METHODS)}")
+    known = jnp.asarray(known)
+    conditional = moment_matched_score_fn(sampler.sde, score_fn, known, mask)
+    samples, nfe = sampler(rng, conditional, known.shape)
+    cost_per_call = 1 + int(np.count_nonzero(np.asarray(mask).reshape(-1) > 0.5))
+    keep = jnp.broadcast_to(jnp.reshape(jnp.asarray(mask, known.dtype), (1,) + known.shape[1:]), known.shape)
+    return jnp.where(keep > 0.5, known, samples), nfe * cost_per_call
 
 
 def colorize(rng: Array, score_fn: ScoreFn, gray: Array, sampler: PCSampler,

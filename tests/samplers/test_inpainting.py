@@ -214,3 +214,22 @@ def test_sampling_with_the_moment_matched_score_gives_the_exact_conditional_for_
     cond_mean, cond_cov = conditional(CORR_MEAN, CORR_COV, np.array([0, 1]), CORR_Y)
     assert_moments(x[:, 2:], cond_mean, cond_cov, 0.05)
     np.testing.assert_allclose(x[:, :2], np.broadcast_to(CORR_Y, (n, 2)), atol=0.1)  # pinned up to s(eps) noise
+
+
+@pytest.mark.parametrize("name", list(SDES))
+def test_inpaint_moment_matched_gives_the_exact_conditional_with_a_fast_deterministic_sampler(name):
+    from samplers.dpm_solver import DPMSolverPPSampler
+
+    sde = SDES[name]
+    data = sde_lib.gaussian(jnp.asarray(CORR_MEAN, jnp.float32), jnp.asarray(CORR_COV, jnp.float32))
+    n = 4000
+    known = jnp.broadcast_to(jnp.asarray(np.concatenate([CORR_Y, [0.0, 0.0]]), jnp.float32), (n, 4))
+    mask = np.array([1.0, 1.0, 0.0, 0.0])
+    x, nfe = inpaint(jax.random.key(6), data.score_fn(sde), known, mask, DPMSolverPPSampler(sde, num_steps=30),
+                     method="moment_matched")
+    cond_mean, cond_cov = conditional(CORR_MEAN, CORR_COV, np.array([0, 1]), CORR_Y)
+    assert_moments(x[:, 2:], cond_mean, cond_cov, 0.03)  # where replacement is off by 0.095 in the mean
+    np.testing.assert_array_equal(np.asarray(x[:, :2]), np.broadcast_to(CORR_Y.astype(np.float32), (n, 2)))
+    assert nfe == 30 * (1 + 2)
+    with pytest.raises(ValueError, match="unknown inpainting method 'exact'; known: replacement, moment_matched"):
+        inpaint(jax.random.key(6), data.score_fn(sde), known, mask, DPMSolverPPSampler(sde), method="exact")
