@@ -204,3 +204,28 @@ def test_trained_digits_model_encodes_and_decodes_within_solver_tolerance(tmp_pa
     cli("encode", f"--input={tmp_path / 'test_images.npz'}", f"--output_dir={tmp_path / 'enc'}")
     summary = json.loads((tmp_path / "enc" / "summary.json").read_text())
     assert summary["round_trip_max_abs_error"] < 1e-2, summary
+
+
+def test_demo_trains_samples_and_reports_where_everything_was_written(tmp_path):
+    """README command one, on a budget of seconds: train, grid, digits-FID/KID and bits/dim."""
+    from configs import load_config
+    from training import digits_classifier
+
+    classifier_dir = tmp_path / "classifier"
+    digits_classifier.get_or_train(classifier_dir, load_config(REPO / "configs" / "digits.py"), steps=10)
+    workdir = tmp_path / "demo"
+    env = dict(os.environ, JAX_PLATFORMS="cpu", SCORE_SDE_CACHE=str(tmp_path / "cache"),
+               JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir or "",
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.5")
+    result = subprocess.run([sys.executable, "-m", "scripts.main", "demo", f"--workdir={workdir}",
+                             "--demo_train_minutes=0.05", "--num_samples=16", "--max_examples=4",
+                             f"--classifier_dir={classifier_dir}"], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert report["train_steps"] > 0 and np.isfinite(report["digits_fid"]) and np.isfinite(report["digits_kid"])
+    assert np.isfinite(report["test_bits_per_dim_median"]) and report["test_bits_per_dim_median"] > 0
+    for name in ("checkpoints", "sample_grid", "samples_npz", "metrics", "loss_curve", "training_log", "tensorboard"):
+        assert pathlib.Path(report["written"][name]).exists(), name
+    with Image.open(report["written"]["sample_grid"]) as grid:
+        assert grid.size[0] >= 8 * 8  # a grid of 64 digits
