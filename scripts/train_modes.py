@@ -186,14 +186,14 @@ def evaluate_to_file(config: ml_collections.ConfigDict, workdir: pathlib.Path, *
     from training import evaluation
     from training.data import get_data_inverse_scaler, load_uint8_images
 
-    # The feature extractor and the splits first: a missing weights file or a misspelled split
-    # fails before any other work.
-    extractor = feature_extractor(extractor_name, config) if config.eval.enable_sampling else None
-    if extractor is not None:
+    # The splits and the feature extractor first: a misspelled split or a missing weights file
+    # fails before any other work (the cheap checks before the digits classifier's training).
+    if config.eval.enable_sampling:
         split_size = len(_open_split_named(config, config.eval.fid_dataset, "eval.fid_dataset"))
     if config.eval.enable_bpd:
         _open_split_named(config, split or config.eval.bpd_dataset, "--split" if split else "eval.bpd_dataset")
         split = split or config.eval.bpd_dataset
+    extractor = feature_extractor(extractor_name, config) if config.eval.enable_sampling else None
     exp, state = evaluation.load_trained(config, workdir, step=config.eval.checkpoint)
     step = int(jax.device_get(state.step))
     record: dict = {"step": step}
