@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import jax
+import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 OVERRIDES = [
@@ -27,6 +28,7 @@ def _losses(workdir: pathlib.Path, num_workers: int) -> list[float]:
     return [r["loss"] for r in records if "loss" in r]
 
 
+@pytest.mark.slow  # two training processes plus grain workers: ~25-40 s on 2 cores
 def test_worker_processes_feed_the_same_batches_as_threads(tmp_path):
     threads = _losses(tmp_path / "threads", 0)
     workers = _losses(tmp_path / "workers", 2)
