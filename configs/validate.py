@@ -49,12 +49,13 @@ class ConfigError(ValueError):
     """A config that cannot run; the message names the key."""
 
 
-def _flatten(config: ml_collections.ConfigDict, prefix: str = "") -> dict:
+def flatten_keys(config: ml_collections.ConfigDict | dict, prefix: str = "") -> dict:
+    """`{"section.key": value}` of a config, or of its JSON form as nested dicts (config.json)."""
     flat = {}
     for key, value in config.items():
         name = f"{prefix}{key}"
-        if isinstance(value, ml_collections.ConfigDict):
-            flat.update(_flatten(value, name + "."))
+        if isinstance(value, ml_collections.ConfigDict | dict):
+            flat.update(flatten_keys(value, name + "."))
         else:
             flat[name] = value
     return flat
@@ -225,8 +226,8 @@ def _check_point_data(c: ml_collections.ConfigDict) -> None:
 
 def validate_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """Return `config` unchanged if it can run; raise ConfigError naming the first bad key."""
-    schema = _flatten(get_default_config())
-    flat = _flatten(config)
+    schema = flatten_keys(get_default_config())
+    flat = flatten_keys(config)
     for key in flat:
         if key not in schema:
             raise ConfigError(unknown_key_message(key, list(schema)))

@@ -20,6 +20,7 @@ from absl import logging
 from tqdm import tqdm
 
 import models
+from configs.validate import flatten_keys
 from training import builders
 from training.checkpoint import Checkpointer
 from training.evaluation import make_sample_fn
@@ -57,21 +58,11 @@ def non_finite_message(step: int, value: float, last_checkpoint: int | None, wor
     return f"Non-finite {quantity} ({value}) at step {step}; training stopped, {kept}."
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def state_config_differences(saved: dict, new: dict) -> list[str]:
     """`"key: old -> new"` for each key that fixes the train state and differs between two
     configs as JSON dicts (config.json). A key absent from `saved` (a config written before
     the key existed) is not compared; the shape check on restoring still guards it."""
-    old, now = _flatten(saved), _flatten(new)
+    old, now = flatten_keys(saved), flatten_keys(new)
     differences = []
     for key in sorted(now):
         if key not in old:
@@ -183,7 +174,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, max
     gradient norm, and `ResumeConfigError` (touching nothing) when the workdir holds a run of a
     config that builds another train state.
     """
-    from training.data import build_dataset, get_data_inverse_scaler, iterate_batches
+    from training.data import build_dataset, data_shape_of, get_data_inverse_scaler, iterate_batches
 
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -192,7 +183,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, max
     _check_frequencies(t)
     n = t.n_jitted_steps
     ds = build_dataset(config, "train", batch_size=t.batch_size, seed=config.seed, shuffle=True)
-    exp = build_experiment(config, np.asarray(ds[0]["image"]).shape[1:])
+    exp = build_experiment(config, data_shape_of(config))
     check_batch_size(t.batch_size, exp.mesh)
 
     ckpt = checkpointer_for(config, workdir)
