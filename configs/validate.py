@@ -20,7 +20,7 @@ UNET_MODELS = ("ncsnpp", "ddpm")  # the networks that down-sample by 2 per ch_mu
 POINT_DATASETS = ("toy2d",)
 # Used only where the package cannot be imported (e.g. a trimmed install).
 _FALLBACK_MODELS = ("ddpm", "mlp", "ncsn", "ncsnpp", "ncsnv2_128", "ncsnv2_256", "ncsnv2_64")
-_FALLBACK_SAMPLERS = ("ddim", "dpm_solver", "edm_heun", "ode", "pc")
+_FALLBACK_SAMPLERS = ("ddim", "dpm_solver", "dpm_solver_sde", "edm_heun", "lms", "ode", "pc", "unipc")
 _FALLBACK_PREDICTORS = ("ancestral_sampling", "euler_maruyama", "none", "reverse_diffusion")
 _FALLBACK_CORRECTORS = ("ald", "langevin", "none")
 _FIXED_ENUMS = {

@@ -7,6 +7,7 @@ explicit constructors of `sde_lib`, optax and `samplers`.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import ml_collections
 import optax
@@ -103,6 +104,7 @@ def _sampling_values(config: ml_collections.ConfigDict) -> dict:
         "S_max": s.S_max,
         "S_noise": s.S_noise,
         "step_lr": s.step_lr,
+        "sigma_data": config.model.sigma_data,  # the data scale of the sigma-space solvers' sigma_min rule
     }
     if s.schedule:  # "" keeps each sampler's own schedule
         values["schedule"] = s.schedule
@@ -121,4 +123,36 @@ def build_sampler(config: ml_collections.ConfigDict, sde: sde_lib.SDE):
     cls = samplers.SAMPLERS.get(config.sampling.method)
     values = _sampling_values(config)
     fields = {f.name for f in dataclasses.fields(cls)} - {"sde"}
-    return samplers.build_sampler(config.sampling.method, sde, **{k: v for k, v in values.items() if k in fields})
+    sampler = samplers.build_sampler(config.sampling.method, sde, **{k: v for k, v in values.items() if k in fields})
+    for message in ineffective_options(sampler, config.sampling.method):
+        warnings.warn(message, UserWarning, stacklevel=2)
+    return sampler
+
+
+# (sampler fields, config keys, when they do nothing, why): options a sampler declares but ignores in
+# the setting at hand.
+_IGNORED = (
+    (("rho",), ("rho",), lambda s: getattr(s, "schedule", "karras") != "karras",
+     lambda s: f"the schedule is {s.schedule!r}; rho shapes only the 'karras' schedule"),
+    (("S_min", "S_max", "S_noise"), ("S_min", "S_max", "S_noise"), lambda s: s.S_churn == 0,
+     lambda s: "S_churn = 0 (no churn), so the churn range and noise scale are unused"),
+    (("rtol", "atol"), ("rtol", "atol"), lambda s: getattr(s, "num_steps", None) is not None,
+     lambda s: f"num_steps = {s.num_steps} fixes the steps; tolerances steer only the adaptive solve"),
+    (("snr", "n_steps"), ("snr", "n_steps_each"), lambda s: getattr(s, "corrector", None) == "none",
+     lambda s: "the corrector is 'none'; snr and n_steps_each set the corrector's steps"),
+)
+
+
+def ineffective_options(sampler, method: str) -> list[str]:
+    """One message per option that `sampler` (built from a config) holds at a non-default value but
+    ignores in its setting (e.g. `rho` with a log-SNR schedule), naming the option and why."""
+    defaults = {f.name: f.default for f in dataclasses.fields(sampler)}
+    messages = []
+    for names, keys, ignored, why in _IGNORED:
+        if not all(name in defaults for name in names) or not ignored(sampler):
+            continue
+        for name, key in zip(names, keys, strict=True):
+            if getattr(sampler, name) != defaults[name]:
+                messages.append(f"sampling.{key} = {getattr(sampler, name)} has no effect with the {method!r} "
+                                f"sampler: {why(sampler)}")
+    return messages
