@@ -90,17 +90,17 @@ def _fit(value: np.ndarray, shape: tuple) -> np.ndarray | None:
     return None
 
 
-def _assemble(converted: dict[str, tuple[str, np.ndarray]], expected: dict[str, tuple], source: str):
-    """The nested params from `{our path: (reference name, array)}`, or a ConversionError listing
+def _assemble(converted: dict[str, tuple[str, tuple, np.ndarray]], expected: dict[str, tuple], source: str):
+    """The nested params from `{our path: (reference name, its shape there, array in our layout)}`, or a ConversionError listing
     every missing, extra and misshapen array."""
     problems, params = [], {}
-    for path, (ref_name, value) in converted.items():
+    for path, (ref_name, ref_shape, value) in converted.items():
         if path not in expected:
-            problems.append(f"extra {ref_name} {tuple(np.shape(value))} (no {path} in the network)")
+            problems.append(f"extra {ref_name} {ref_shape} (no {path} in the network)")
             continue
         fitted = _fit(value, expected[path])
         if fitted is None:
-            problems.append(f"{ref_name} has shape {tuple(np.shape(value))}, the network's {path} {expected[path]}")
+            problems.append(f"{ref_name} has shape {ref_shape}, the network's {path} {expected[path]}")
             continue
         params[tuple(path.split("/"))] = np.asarray(fitted, np.float32)
     problems += [f"missing {path} {shape}" for path, shape in expected.items() if path not in converted]
@@ -122,7 +122,7 @@ def from_flax2021(ref_params: Mapping, model: nn.Module, input_shape: Sequence[i
         path = name
         for pattern, replacement in renames:
             path = re.sub(pattern, replacement, path)
-        converted[path] = (name, value)
+        converted[path] = (name, np.shape(value), value)
     expected, _ = expected_shapes(model, input_shape)
     return _assemble(converted, expected, source)
 
@@ -161,7 +161,7 @@ def from_pytorch(state_dict: Mapping[str, np.ndarray], model: nn.Module, input_s
         if match:
             groups.setdefault(int(match[1]), {})[match[2]] = np.asarray(value)
         elif key not in _PYTORCH_BUFFERS:
-            converted[f"<{key}>"] = (key, np.asarray(value))  # reported as extra
+            converted[f"<{key}>"] = (key, np.shape(value), value)  # reported as extra
     indices = sorted(groups)
     if len(indices) != len(order):
         raise ConversionError(f"{source} has {len(indices)} modules with parameters in all_modules, the config's "
@@ -170,8 +170,8 @@ def from_pytorch(state_dict: Mapping[str, np.ndarray], model: nn.Module, input_s
         for rest, value in groups[index].items():
             *subs, leaf = rest.split(".")
             subs = [re.sub(r"^Conv2d_", "FIRConv_", sub) for sub in subs]  # the FIR resampling conv
-            path, value = _pytorch_leaf("/".join([name, *subs]), leaf, value, expected)
-            converted[path] = (f"all_modules.{index}.{rest}", value)
+            path, ours = _pytorch_leaf("/".join([name, *subs]), leaf, value, expected)
+            converted[path] = (f"all_modules.{index}.{rest}", value.shape, ours)
     return _assemble(converted, expected, source)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax.numpy as jnp
+import numpy as np
 
 import sde_lib
 from models.apply import get_model_fn
@@ -66,7 +67,9 @@ def get_score_fn(sde: SDE, model: nn.Module, params, *, train: bool, continuous:
 
         def score_fn(x, t):
             # the 2021 code: fractional label, the std of the floored step (get_score_fn of both ports)
-            std = jnp.sqrt(1.0 - jnp.asarray(sde.alphas_cumprod, jnp.float32))[sde.timestep_index(t)]
+            # 1 - alpha_bar in float64 on the host: in float32 it cancels to 1e-4 relative at step 0
+            stds = jnp.asarray(np.sqrt(1.0 - np.asarray(sde.alphas_cumprod, np.float64)), jnp.float32)
+            std = stds[sde.timestep_index(t)]
             return -_divide_by_std(model_fn(x, noise_labels(sde, t, continuous=False)), std)
 
         return score_fn
