@@ -91,22 +91,23 @@ def _fit(value: np.ndarray, shape: tuple) -> np.ndarray | None:
 
 
 def _assemble(converted: dict[str, tuple[str, tuple, np.ndarray]], expected: dict[str, tuple], source: str):
-    """The nested params from `{our path: (reference name, its shape there, array in our layout)}`, or a ConversionError listing
-    every missing, extra and misshapen array."""
-    problems, params = [], {}
+    """The nested params from `{our path: (reference name, its shape there, array in our layout)}`,
+    or a ConversionError naming the missing, extra and misshapen arrays (the first few of each)."""
+    extra, misshapen, params = [], [], {}
     for path, (ref_name, ref_shape, value) in converted.items():
         if path not in expected:
-            problems.append(f"extra {ref_name} {ref_shape} (no {path} in the network)")
+            extra.append(f"{ref_name} {ref_shape}")
             continue
         fitted = _fit(value, expected[path])
         if fitted is None:
-            problems.append(f"{ref_name} has shape {ref_shape}, the network's {path} {expected[path]}")
+            misshapen.append(f"{ref_name} {ref_shape} for {path} {expected[path]}")
             continue
         params[tuple(path.split("/"))] = np.asarray(fitted, np.float32)
-    problems += [f"missing {path} {shape}" for path, shape in expected.items() if path not in converted]
-    if problems:
-        shown = "; ".join(problems[:4]) + (f"; and {len(problems) - 4} more" if len(problems) > 4 else "")
-        raise ConversionError(f"{source} does not fit the config's network ({len(problems)} problems): {shown}")
+    missing = [f"{path} {shape}" for path, shape in expected.items() if path not in converted]
+    if missing or extra or misshapen:
+        parts = [f"{len(items)} {kind} ({'; '.join(items[:3])}{'; ...' if len(items) > 3 else ''})"
+                 for kind, items in (("missing", missing), ("extra", extra), ("of another shape", misshapen)) if items]
+        raise ConversionError(f"{source} does not fit the config's network: {', '.join(parts)}")
     return unflatten_dict(params)
 
 
