@@ -18,6 +18,11 @@ import argparse
 import pathlib
 import sys
 
+from configs.load import load_config
+from configs.validate import ConfigError
+from models.convert import ConversionError
+from training.reference_checkpoint import ReferenceWeights, pytorch_weights, read_flax2021, save_converted
+
 _TORCH_ZIP = b"PK\x03\x04"  # torch.save's archive format
 
 
@@ -39,9 +44,7 @@ def _numpy(value):
     return value
 
 
-def read_pytorch(path: pathlib.Path):
-    from training.reference_checkpoint import pytorch_weights
-
+def read_pytorch(path: pathlib.Path) -> ReferenceWeights:
     try:
         import torch
     except ImportError:
@@ -67,11 +70,6 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [arg for arg in rest if not arg.startswith("--config.")]
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-
-    from configs.load import load_config
-    from configs.validate import ConfigError
-    from models.convert import ConversionError
-    from training.reference_checkpoint import read_flax2021, save_converted
 
     if not args.source.is_file():
         raise SystemExit(f"{args.source} does not exist or is not a file")

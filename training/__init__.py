@@ -15,6 +15,8 @@ Modules, in the order they build on each other (no module imports a later one):
 - `training.sampling` (`make_sample_fn`, `generate_samples` on the mesh) and
   `training.likelihood` (`split_likelihood`: bits/dim of batches, explicit arguments).
 - `training.train_loop.train(config, workdir)`.
+- `training.reference_checkpoint`: released score_sde checkpoints (2021 JAX msgpack, PyTorch port)
+  written as this framework's train state (`read_flax2021`, `pytorch_weights`, `save_converted`).
 - `training.metrics` (FID/KID/IS maths, reference-feature cache; numpy only) and the feature
   extractors `training.digits_classifier`, `training.inception`.
 - `training.evaluate`: the evaluation protocol from a config (`sample_to_files`,

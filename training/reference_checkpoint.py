@@ -34,6 +34,11 @@ from models.convert import (
     pytorch_ema_state_dict,
     strip_data_parallel,
 )
+from training.checkpoint import PERIODIC_DIR, PREEMPTION_DIR
+from training.data import data_shape_of
+from training.experiment import build_experiment, checkpointer_for
+from training.state import create_train_state
+from training.train_loop import CONFIG_FILE
 
 FORMATS = ("flax2021", "pytorch")
 
@@ -113,11 +118,6 @@ def save_converted(config: ml_collections.ConfigDict, weights: ReferenceWeights,
 
     Refuses (FileExistsError) a workdir that already holds checkpoints: nothing there is changed.
     """
-    from training.checkpoint import PERIODIC_DIR, PREEMPTION_DIR
-    from training.data import data_shape_of
-    from training.state import create_train_state
-    from training.train_loop import CONFIG_FILE, build_experiment, checkpointer_for
-
     workdir = pathlib.Path(workdir)
     for name in (PERIODIC_DIR, PREEMPTION_DIR):
         if (workdir / name).is_dir() and any((workdir / name).iterdir()):

@@ -9,7 +9,7 @@ import pytest
 from flax.traverse_util import unflatten_dict
 
 from scripts.convert_checkpoint import main
-from training.evaluation import load_trained
+from training.experiment import load_trained
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[2] / "configs"
 TOLERANCE = 1e-5
