@@ -23,7 +23,7 @@ from models.registry import MODELS
 from models.resblocks import ResnetBlockBigGANpp, ResnetBlockDDPMpp
 
 Dtype = Any
-_CHOICES = {
+CHOICES = {
     "resblock_type": ("ddpm", "biggan"),
     "progressive": ("none", "output_skip", "residual"),
     "progressive_input": ("none", "input_skip", "residual"),
@@ -67,7 +67,7 @@ class NCSNpp(nn.Module):
     conv_impl: str = "xla"  # xla | im2col (faster kernel gradients on CPUs)
 
     def __post_init__(self):
-        for field, allowed in _CHOICES.items():
+        for field, allowed in CHOICES.items():
             if getattr(self, field) not in allowed:
                 raise ValueError(f"NCSNpp: {field} must be one of {allowed}, got {getattr(self, field)!r}")
         super().__post_init__()

@@ -1,14 +1,15 @@
 """Training: data pipelines, train state and step, checkpoints, logging, the training loop and the
 evaluation of a trained run.
 
-Modules, in the order they build on each other (no module imports a later one):
+Objects come from a config through `configs.builders` (SDE, loss, preconditioning, optimiser,
+sampler) and `models.build_model`. Modules, in the order they build on each other (no module
+imports a later one):
 - data: `training.data` (`build_dataset(config, split, *, batch_size, seed, shuffle=True,
   evaluation=False, drop_remainder=True)` -> grain MapDataset with `ds[step]` = {"image", "label"};
   `get_data_scaler`, `get_data_inverse_scaler`, `load_uint8_images`, `data_shape_of`), data
   sources in `training.datasets`.
 - the step: `training.sharding` (mesh, batch layout), `training.state` (`TrainState`),
   `training.train_step`, `training.checkpoint`, `training.logging`, `training.preemption`.
-- `training.builders`: the thin layer from a config to SDE, loss, preconditioning, optimiser, sampler.
 - `training.experiment`: the typed `Experiment` of a config (`build_experiment`), `RunKeys`,
   `make_score_fn`, and `load_trained(config, workdir, step) -> (experiment, state)`, the one
   restore path of every mode that uses a trained model.

@@ -23,7 +23,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from training import builders, digits_classifier
+from configs import builders
+from training import digits_classifier
 from training.data import build_dataset, get_data_inverse_scaler, load_uint8_images, open_split
 from training.datasets import is_point_dataset
 from training.experiment import Experiment, load_trained

@@ -21,8 +21,8 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
+from configs import builders
 from configs.validate import flatten_keys
-from training import builders
 from training.data import build_dataset, data_shape_of, get_data_inverse_scaler, iterate_batches
 from training.experiment import build_experiment, checkpointer_for
 from training.logging import MetricWriter, plot_loss_curve
