@@ -64,10 +64,14 @@ def batch_sharding(mesh: Mesh, leading_axes: int = 0) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(*([None] * leading_axes), DATA_AXIS))
 
 
-def check_batch_size(batch_size: int, mesh: Mesh) -> None:
-    """The global batch must split evenly over devices and hosts."""
+def check_batch_size(batch_size: int, mesh: Mesh, *, grad_accum_steps: int = 1) -> None:
+    """The global batch must split evenly over devices and hosts, and each of the
+    `grad_accum_steps` micro-batches over the devices."""
     if batch_size % mesh.size:
         raise ValueError(f"batch size {batch_size} is not divisible by the {mesh.size} devices of the mesh")
+    if batch_size % (mesh.size * grad_accum_steps):
+        raise ValueError(f"batch size {batch_size} does not split into {grad_accum_steps} micro-batches "
+                         f"(training.grad_accum_steps) over the {mesh.size} devices of the mesh")
     if batch_size % jax.process_count():
         raise ValueError(f"batch size {batch_size} is not divisible by the {jax.process_count()} processes")
 

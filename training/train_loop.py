@@ -36,7 +36,8 @@ CONFIG_FILE = "config.json"
 # `model` except the keys below, which change training but not the parameters; the data keys
 # that give one example's shape; the optimiser's kind. SDE parameters stay in: they are in
 # `model` (and `num_scales` sizes the conditioning of the discrete-noise networks).
-_FREE_MODEL_KEYS = frozenset({"model.ema_rate", "model.ema_warmup", "model.dropout", "model.conv_impl"})
+_FREE_MODEL_KEYS = frozenset({"model.ema_rate", "model.ema_warmup", "model.dropout", "model.conv_impl",
+                              "model.remat"})
 _STATE_KEYS = frozenset({"data.dataset", "data.image_size", "data.num_channels", "optim.optimizer"})
 # Keys whose value matters to the state only through a switch: weight decay on adds a state
 # to the optax chain, clipping on (grad_clip >= 0) adds another.
@@ -184,7 +185,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, max
     n = t.n_jitted_steps
     ds = build_dataset(config, "train", batch_size=t.batch_size, seed=config.seed, shuffle=True)
     exp = build_experiment(config, data_shape_of(config))
-    check_batch_size(t.batch_size, exp.mesh)
+    check_batch_size(t.batch_size, exp.mesh, grad_accum_steps=t.grad_accum_steps)
 
     ckpt = checkpointer_for(config, workdir)
     state = ckpt.restore_latest(exp.abstract_state())
@@ -199,7 +200,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, max
     continuous = t.continuous
     objective = make_objective(exp.model, exp.loss, exp.sde, continuous=continuous, precond=exp.precond)
     train_fn = jit_train_steps(make_train_step(objective, exp.optimizer, ema_rate=config.model.ema_rate,
-                                               ema_warmup=config.model.ema_warmup), exp.mesh)
+                                               ema_warmup=config.model.ema_warmup,
+                                               grad_accum_steps=t.grad_accum_steps), exp.mesh)
     stacked_sharding = batch_sharding(exp.mesh, leading_axes=1)
     eval_fn = eval_ds = None
     if config.eval.enable_loss and t.eval_freq > 0:
