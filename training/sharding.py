@@ -93,3 +93,19 @@ def shard_batch(batch, sharding: NamedSharding, batch_axis: int = 0):
         return jax.make_array_from_process_local_data(sharding, local, x.shape)
 
     return jax.tree.map(put, batch)
+
+
+def shard_host_batch(batch, sharding: NamedSharding, batch_axis: int = 0):
+    """Place this process's slice of a global batch (a pytree of numpy arrays holding rows
+    `[i * b, (i + 1) * b)` of the global batch, i = `jax.process_index()`, b = B / process count,
+    as `training.data.make_pipeline(..., num_hosts, host_index)` reads them) on the mesh."""
+    n_proc = jax.process_count()
+
+    def put(x):
+        x = np.asarray(x)
+        if n_proc == 1:
+            return jax.device_put(x, sharding)
+        global_shape = x.shape[:batch_axis] + (x.shape[batch_axis] * n_proc,) + x.shape[batch_axis + 1:]
+        return jax.make_array_from_process_local_data(sharding, x, global_shape)
+
+    return jax.tree.map(put, batch)

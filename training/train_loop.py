@@ -26,7 +26,7 @@ from training.checkpoint import Checkpointer
 from training.evaluation import make_sample_fn
 from training.logging import MetricWriter, plot_loss_curve
 from training.preemption import PreemptionWatch
-from training.sharding import batch_sharding, check_batch_size, make_mesh, shard_batch
+from training.sharding import batch_sharding, check_batch_size, make_mesh, shard_batch, shard_host_batch
 from training.state import TrainState, abstract_train_state, init_sharded_state
 from training.train_step import jit_train_steps, make_eval_step, make_objective, make_train_step
 
@@ -183,9 +183,11 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, max
     t = config.training
     _check_frequencies(t)
     n = t.n_jitted_steps
-    ds = build_dataset(config, "train", batch_size=t.batch_size, seed=config.seed, shuffle=True)
     exp = build_experiment(config, data_shape_of(config))
     check_batch_size(t.batch_size, exp.mesh, grad_accum_steps=t.grad_accum_steps)
+    # Each process reads and decodes only its rows of every global batch.
+    ds = build_dataset(config, "train", batch_size=t.batch_size, seed=config.seed, shuffle=True,
+                       num_hosts=jax.process_count(), host_index=jax.process_index())
 
     ckpt = checkpointer_for(config, workdir)
     state = ckpt.restore_latest(exp.abstract_state())
@@ -263,7 +265,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, max
         while step < stop_at:
             batches = [next(batches_ahead) for _ in range(n)]  # ds[step], ..., ds[step + n - 1]
             stacked = {k: np.stack([np.asarray(b[k]) for b in batches]) for k in batches[0]}
-            state, metrics = train_fn(state, shard_batch(stacked, stacked_sharding, batch_axis=1))
+            state, metrics = train_fn(state, shard_host_batch(stacked, stacked_sharding, batch_axis=1))
             pending.append((step, metrics))
             step += n
             window_steps += n
