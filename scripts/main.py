@@ -97,7 +97,10 @@ def run(argv: list[str]) -> int:
     logging.get_absl_handler().python_handler.addFilter(_QuietCheckpointing())
     logging.info("score-sde %s, workdir %s", mode, FLAGS.workdir)
     from training.checkpoint import CheckpointMismatchError, CheckpointSaveError
+    from training.sharding import maybe_initialize_distributed
     from training.train_loop import ResumeConfigError
+
+    maybe_initialize_distributed()  # every mode runs on all hosts of a cluster (JAX_* / SCORE_SDE_DISTRIBUTED)
 
     try:
         return MODES[mode](config, pathlib.Path(FLAGS.workdir)) or 0

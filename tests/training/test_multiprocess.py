@@ -128,3 +128,15 @@ def test_sigterm_to_one_process_stops_both_at_the_same_saved_step(tmp_path):
     (step,) = steps
     assert step >= 3 and (workdir / "checkpoints-meta" / str(step)).is_dir()
     assert all("Preempted: saved step" in err for _, err in outs)
+
+
+@pytest.mark.slow
+def test_two_processes_sample_and_write_the_samples_once(tmp_path):
+    workdir = tmp_path / "run"
+    _finish(_start("train", workdir, "--config.training.n_iters=2", "--config.training.snapshot_freq=2"))
+    outs = _finish(_start("sample", workdir, "--config.sampling.num_steps=10", "--config.sampling.batch_size=8"))
+    reports = [_report(out) for out, _ in outs]
+    assert reports[0] == reports[1] | {"seconds": reports[0]["seconds"]}
+    with np.load(reports[0]["npz"]) as saved:
+        assert saved["samples"].shape == (8, 8, 8, 1) and np.isfinite(saved["samples"]).all()
+    assert len(list((workdir / "samples").iterdir())) == 2  # one .png and one .npz
