@@ -25,7 +25,12 @@ import jax
 import numpy as np
 from absl import app, flags, logging
 
+from configs.load import load_config
 from scripts.benchmark_train_step import benchmark
+from training import builders
+from training.data import data_shape_of
+from training.experiment import build_experiment
+from training.sampling import make_sample_fn
 
 # --batch_size (0 here: 128), --repeats and --output are the flags of scripts.benchmark_train_step.
 flags.DEFINE_integer("nfe", 20, "Score evaluations per sample.")
@@ -43,19 +48,8 @@ TOY = ["model.nf=16", "model.ch_mult=(1,2)", "model.num_res_blocks=1", "model.at
        "data.image_size=8"]
 
 
-def _config(path: str, overrides: list[str]):
-    from configs.load import load_config
-
-    return load_config(path, overrides)
-
-
 def sampling_benchmark(config, *, batch_size: int, repeats: int) -> dict:
     """Images/s of `config.sampling` at `batch_size` (median of `repeats` calls after compiling)."""
-    from training import builders
-    from training.data import data_shape_of
-    from training.evaluation import make_sample_fn
-    from training.train_loop import build_experiment
-
     exp = build_experiment(config, data_shape_of(config))
     state, _ = exp.init_state()
     sample_fn = make_sample_fn(builders.build_sampler(config, exp.sde), exp.sde, exp.model,
@@ -99,7 +93,7 @@ def run_all(*, batch_size: int, nfe: int, repeats: int, peak_tflops: float, budg
         for dtype in DTYPES:
             if not in_budget(f"train/{net}/{dtype}"):
                 continue
-            config = _config(path, [*extra, f"model.compute_dtype={dtype}", f"training.batch_size={batch_size}"])
+            config = load_config(path, [*extra, f"model.compute_dtype={dtype}", f"training.batch_size={batch_size}"])
             r = benchmark(config, batch_size=batch_size, repeats=repeats)
             flops = r["flops_per_step"]
             r["mfu"] = (flops * r["images_per_s"] / batch_size / (peak * 1e12)) if flops and peak else None
@@ -109,7 +103,7 @@ def run_all(*, batch_size: int, nfe: int, repeats: int, peak_tflops: float, budg
             if not in_budget(f"sample/{net}/{method}"):
                 continue
             # PC without noise removal: nfe = num_steps (the final denoising step would add one).
-            config = _config(path, [*extra, f"sampling.method={method}", f"sampling.num_steps={nfe}",
+            config = load_config(path, [*extra, f"sampling.method={method}", f"sampling.num_steps={nfe}",
                                     "sampling.noise_removal=false", *options])
             result["sample"].setdefault(net, {})[method] = sampling_benchmark(config, batch_size=batch_size,
                                                                               repeats=repeats)
