@@ -48,7 +48,7 @@ def _start(mode: str, workdir: pathlib.Path, *extra: str, processes: int = 2) ->
             for i in range(processes)]
 
 
-def _finish(procs: list[subprocess.Popen], timeout: float = 300) -> list[tuple[str, str]]:
+def _finish(procs: list[subprocess.Popen], timeout: float = 600) -> list[tuple[str, str]]:
     outs = []
     try:
         for p in procs:
