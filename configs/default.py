@@ -21,6 +21,7 @@ def get_default_config() -> ml_collections.ConfigDict:
     training.batch_size = 128
     training.n_iters = 1_300_001
     training.n_jitted_steps = 1
+    training.grad_accum_steps = 1  # micro-batches per optimiser step (same update, 1/n activation memory)
     training.log_freq = 50
     training.eval_freq = 100
     training.snapshot_freq = 50_000
@@ -95,6 +96,7 @@ def get_default_config() -> ml_collections.ConfigDict:
     model.compute_dtype = "float32"  # float32 | bfloat16
     model.conv_impl = "auto"  # auto | xla | im2col: same maths; im2col's kernel gradients are faster on CPUs,
     # auto picks im2col on a CPU backend and xla on accelerators (ncsnpp, ddpm)
+    model.remat = False  # recompute the residual blocks' activations in the backward pass (ncsnpp)
     # Architecture (NCSN++ / DDPM++ options; other networks read the subset they use)
     model.nf = 128
     model.ch_mult = (1, 2, 2, 2)

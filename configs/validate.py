@@ -139,7 +139,8 @@ def _check_enums(c: ml_collections.ConfigDict) -> None:
                           f"adaptive solve: set sampling.num_steps > 0 or one of {', '.join(sorted(ADAPTIVE))}")
 
 
-_POSITIVE = ("training.batch_size", "training.n_iters", "training.n_jitted_steps", "training.log_freq",
+_POSITIVE = ("training.batch_size", "training.n_iters", "training.n_jitted_steps", "training.grad_accum_steps",
+             "training.log_freq",
              "training.eval_freq", "training.snapshot_freq", "training.snapshot_freq_for_preemption",
              "training.keep_checkpoints", "sampling.batch_size", "sampling.n_steps_each", "sampling.snr",
              "sampling.rtol", "sampling.atol", "sampling.max_steps", "sampling.rho", "sampling.S_noise",
@@ -175,6 +176,9 @@ def _check_relations(c: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"config key 'sampling.sigma_min' ({s.sigma_min}) must be < sampling.sigma_max ({s.sigma_max})")
     if s.S_min > s.S_max:
         raise ConfigError(f"config key 'sampling.S_min' ({s.S_min}) must be <= sampling.S_max ({s.S_max})")
+    if t.batch_size % t.grad_accum_steps:
+        raise ConfigError(f"config key 'training.grad_accum_steps' ({t.grad_accum_steps}) must divide "
+                          f"training.batch_size ({t.batch_size})")
     if m.sigma_min >= m.sigma_max:
         raise ConfigError(f"config key 'model.sigma_min' ({m.sigma_min}) must be < model.sigma_max ({m.sigma_max})")
     if m.beta_min > m.beta_max:
