@@ -22,6 +22,9 @@ from samplers.registry import SAMPLERS
 from samplers.sigma_schedule import check_schedule, check_sigma_range, sigma_space_setup
 from sde_lib.base import SDE, Array, ScoreFn, batch_broadcast
 
+ORDERS = (1, 2, 3)
+"""The multistep orders implemented (`multistep_weights`)."""
+
 
 def multistep_weights(h: Array, h1: Array, h2: Array, order: Array, c: float = 1.0, taylor_second: bool = False
                       ) -> tuple[Array, Array, Array]:
@@ -92,7 +95,7 @@ class DPMSolverPPSampler:
     def __post_init__(self):
         check_schedule(self.schedule, self.num_steps, self.rho, self.sigma_min, self.sigma_max)
         check_sigma_range(self.sde, self.sigma_min, self.sigma_max)
-        if self.order not in (1, 2, 3):
+        if self.order not in ORDERS:
             raise ValueError(f"order must be 1, 2 or 3, got {self.order}")
 
     @property

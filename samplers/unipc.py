@@ -84,7 +84,7 @@ class UniPCSampler:
       num_steps: number of noise levels (= score evaluations), at least 1.
       order: predictor order, 1 to 3 (the paper uses 3 for unconditional sampling, 2 with guidance).
       variant: "bh2" (B(h) = e^{-h} - 1, the paper's choice for few steps) or "bh1" (B(h) = -h).
-      corrector: False gives UniP alone.
+      use_corrector: False gives UniP alone.
       schedule, rho, sigma_min, sigma_max, eps, sigma_data: as for `DPMSolverPPSampler`.
     """
 
@@ -92,7 +92,7 @@ class UniPCSampler:
     num_steps: int = 20
     order: int = 3
     variant: str = "bh2"
-    corrector: bool = True
+    use_corrector: bool = True
     schedule: str = "log_snr"
     rho: float = 7.0
     sigma_min: float | None = None
@@ -117,14 +117,14 @@ class UniPCSampler:
         """Samples `[*shape]` (x space) and the number of score evaluations per example."""
         init_key, _ = jax.random.split(rng)
         x, sigmas, denoiser = sigma_space_setup(self, init_key, score_fn, shape, x_init, t_init,
-                                                self.num_steps, self.order + int(self.corrector))
+                                                self.num_steps, self.order + int(self.use_corrector))
         levels = sigmas[:-1]
         h, h1, h2 = lambda_increments(levels)
         steps = h.shape[0]
         order = jnp.minimum(jnp.arange(steps) + 1, self.order)[:, None]
         predictor, corrector = unipc_weights(h, h1, h2, order, self.variant)
         # The step into the last level is not corrected: its denoiser output is the result.
-        correct = jnp.asarray(self.corrector) & (jnp.arange(steps) < steps - 1)
+        correct = jnp.asarray(self.use_corrector) & (jnp.arange(steps) < steps - 1)
 
         def combine(weights, arrays):
             return sum(batch_broadcast(w, arrays[0]) * a for w, a in zip(weights, arrays, strict=True))

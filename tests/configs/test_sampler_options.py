@@ -1,12 +1,12 @@
 """Sampler options a config sets but the chosen setting ignores are named in one warning each
-(`training.builders.build_sampler`); the shipped family defaults raise none."""
+(`configs.builders.build_sampler`); the shipped family defaults raise none."""
 import warnings
 
 import pytest
 
 from configs import families
+from configs.builders import build_sampler, build_sde
 from configs.default import get_default_config
-from training.builders import build_sampler, build_sde
 
 
 def _config(method, **options):
@@ -21,7 +21,7 @@ def _config(method, **options):
     ("dpm_solver", {"rho": 5.0}, "sampling.rho = 5.0", "schedule is 'log_snr'"),
     ("edm_heun", {"S_min": 0.05, "S_noise": 1.003}, "sampling.S_min = 0.05", "S_churn = 0"),
     ("edm_heun", {"S_min": 0.05, "S_noise": 1.003}, "sampling.S_noise = 1.003", "S_churn = 0"),
-    ("ode", {"ode_solver": "heun", "num_steps": 12, "rtol": 1e-3}, "sampling.rtol = 0.001", "fixes the steps"),
+    ("ode", {"solver": "heun", "num_steps": 12, "rtol": 1e-3}, "sampling.rtol = 0.001", "fixes the steps"),
     ("pc", {"predictor": "euler_maruyama", "corrector": "none", "snr": 0.1}, "sampling.snr = 0.1",
      "corrector is 'none'"),
 ])
