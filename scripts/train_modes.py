@@ -16,13 +16,17 @@ import numpy as np
 from absl import flags, logging
 
 from scripts.modes import register_mode
+from training.errors import UsageError
 
-flags.DEFINE_integer("max_steps", None, "train: stop at this step (saving a checkpoint) even before n_iters.")
-flags.DEFINE_float("time_budget_s", None, "train: stop after this many seconds of training (saving a checkpoint).")
+flags.DEFINE_integer("max_steps", None, "train: stop at this step (saving a checkpoint) even before n_iters.",
+                     lower_bound=1)
+flags.DEFINE_float("time_budget_s", None, "train: stop after this many seconds of training (saving a checkpoint).",
+                   lower_bound=0.0)
 flags.DEFINE_integer("num_samples", None, "sample: how many samples (default sampling.batch_size); "
-                     "evaluate: for FID/KID (default eval.num_samples).")
+                     "evaluate: for FID/KID (default eval.num_samples).", lower_bound=1)
 flags.DEFINE_string("split", None, "likelihood/evaluate: data split for bits/dim (default eval.bpd_dataset).")
-flags.DEFINE_integer("max_examples", None, "likelihood/evaluate: use at most this many examples of the split.")
+flags.DEFINE_integer("max_examples", None, "likelihood/evaluate: use at most this many examples of the split.",
+                     lower_bound=1)
 flags.DEFINE_enum("feature_extractor", "digits", ["digits", "inception"],
                   "evaluate: feature space of FID/KID: the digits classifier (trained on first use) or the "
                   "FID Inception-v3 (needs --inception_weights; also reports the Inception Score).")
@@ -32,7 +36,9 @@ flags.DEFINE_string("classifier_dir", None, "evaluate/train_classifier/demo: whe
                     "stored (default $SCORE_SDE_CACHE/digits_classifier, ~/.cache/score_sde_jax by default).")
 flags.DEFINE_string("reference_cache_dir", None, "evaluate: where features of FID/KID's reference images are "
                     "cached per extractor and data (default $SCORE_SDE_CACHE/fid_reference; '' disables).")
-flags.DEFINE_float("demo_train_minutes", 6.0, "demo: training time budget in minutes.")
+flags.DEFINE_float("demo_train_minutes", 6.0, "demo: training time budget in minutes.", lower_bound=0.0)
+flags.DEFINE_bool("restart_from_scratch", False, "train: start again at step 0 when every checkpoint of the "
+                  "workdir is corrupt (they are set aside as <step>.corrupt); without it such a run is refused.")
 
 FLAGS = flags.FLAGS
 
@@ -60,9 +66,9 @@ def _reference_cache_dir() -> pathlib.Path | None:
 
 
 def _write_json(path: pathlib.Path, record: dict) -> pathlib.Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2))
-    return path
+    from training.files import atomic_write_json
+
+    return atomic_write_json(path, record)
 
 
 def _report(record: dict) -> None:
@@ -70,7 +76,8 @@ def _report(record: dict) -> None:
     print(json.dumps(record, indent=2), flush=True)
 
 
-@register_mode("train")
+@register_mode("train", summary="Train a score model, or resume the run in the workdir.",
+               flags=("max_steps", "time_budget_s", "restart_from_scratch"))
 def train_mode(config, workdir: pathlib.Path) -> int:
     from training.sharding import maybe_initialize_distributed
     from training.train_loop import NonFiniteLossError, train
@@ -78,7 +85,8 @@ def train_mode(config, workdir: pathlib.Path) -> int:
     config = _require(config, "train")
     maybe_initialize_distributed()
     try:
-        state = train(config, workdir, max_steps=FLAGS.max_steps, time_budget_s=FLAGS.time_budget_s)
+        state = train(config, workdir, max_steps=FLAGS.max_steps, time_budget_s=FLAGS.time_budget_s,
+                      restart_from_scratch=FLAGS.restart_from_scratch)
     except NonFiniteLossError as error:
         logging.error("%s", error)
         return 1
@@ -110,7 +118,8 @@ def sample_to_files(config: ml_collections.ConfigDict, workdir: pathlib.Path, nu
             "npz": str(stem.with_suffix(".npz").absolute())}
 
 
-@register_mode("sample")
+@register_mode("sample", summary="Draw samples from the newest checkpoint (PNG grid and .npz).",
+               flags=("num_samples",), reads_checkpoint=True)
 def sample_mode(config, workdir: pathlib.Path) -> int:
     _report(sample_to_files(_require(config, "sample"), workdir, FLAGS.num_samples))
     return 0
@@ -133,7 +142,8 @@ def likelihood_to_file(config: ml_collections.ConfigDict, workdir: pathlib.Path,
     return record
 
 
-@register_mode("likelihood")
+@register_mode("likelihood", summary="Bits/dim of a data split under the probability flow.",
+               flags=("split", "max_examples"), reads_checkpoint=True)
 def likelihood_mode(config, workdir: pathlib.Path) -> int:
     _report(likelihood_to_file(_require(config, "likelihood"), workdir, FLAGS.split, FLAGS.max_examples))
     return 0
@@ -151,12 +161,12 @@ def feature_extractor(name: str, config: ml_collections.ConfigDict):
         from training.inception import InceptionFeatureExtractor
 
         if not FLAGS.inception_weights:
-            raise SystemExit("score-sde evaluate: --feature_extractor=inception needs --inception_weights=<.npz> "
+            raise UsageError("--feature_extractor=inception needs --inception_weights=<.npz> "
                              "(convert pytorch-fid's weights with scripts/convert_inception_weights.py)")
         try:
             return InceptionFeatureExtractor.from_file(FLAGS.inception_weights, batch_size=config.eval.batch_size)
         except (FileNotFoundError, ValueError) as error:
-            raise SystemExit(f"score-sde evaluate: {error}") from error
+            raise UsageError(str(error)) from error
     raise ValueError(f"unknown feature extractor {name!r}; known: ['digits', 'inception']")
 
 
@@ -167,7 +177,7 @@ def _open_split_named(config: ml_collections.ConfigDict, split: str, source: str
     try:
         return open_split(config, split)
     except (ValueError, KeyError, FileNotFoundError) as error:
-        raise SystemExit(f"score-sde: {source}={split!r} cannot be read from data set "
+        raise UsageError(f"{source}={split!r} cannot be read from data set "
                          f"{config.data.dataset!r}: {error}") from error
 
 
@@ -221,14 +231,17 @@ def evaluate_to_file(config: ml_collections.ConfigDict, workdir: pathlib.Path, *
     return record
 
 
-@register_mode("evaluate")
+@register_mode("evaluate", summary="FID/KID (and IS) of samples plus bits/dim of a split.",
+               flags=("num_samples", "split", "max_examples", "feature_extractor", "inception_weights",
+                      "classifier_dir", "reference_cache_dir"), reads_checkpoint=True)
 def evaluate_mode(config, workdir: pathlib.Path) -> int:
     _report(evaluate_to_file(_require(config, "evaluate"), workdir, extractor_name=FLAGS.feature_extractor,
                              num_samples=FLAGS.num_samples, split=FLAGS.split, max_examples=FLAGS.max_examples))
     return 0
 
 
-@register_mode("train_classifier")
+@register_mode("train_classifier", summary="Train (or load) the digits classifier of digits-FID/KID.",
+               flags=("classifier_dir",), needs_config=False)
 def train_classifier_mode(config, workdir: pathlib.Path) -> int:
     """Train (or load) the digits classifier of digits-FID and report its test accuracy."""
     from configs import load_config
@@ -246,7 +259,8 @@ def _default_demo_config() -> pathlib.Path:
     return pathlib.Path(configs.__file__).parent / "digits_demo.py"
 
 
-@register_mode("demo")
+@register_mode("demo", summary="Train on the embedded digits for minutes, sample, evaluate.",
+               flags=("demo_train_minutes", "num_samples", "max_examples", "classifier_dir"), needs_config=False)
 def demo_mode(config, workdir: pathlib.Path) -> int:
     """Train on the embedded digits for a fixed time, then sample, and report bits/dim and digits-FID."""
     from configs import load_config

@@ -115,22 +115,26 @@ def load_trained(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
 
     Raises FileNotFoundError naming the workdir when there is nothing to restore.
     """
+    from training.checkpoint import NoCheckpointError
     from training.data import data_shape_of
     from training.train_loop import build_experiment, checkpointer_for
 
     workdir = pathlib.Path(workdir)
     # From the config, not the data: sampling needs only the checkpoint, not the training split.
     exp = build_experiment(config, data_shape_of(config))
-    ckpt = checkpointer_for(config, workdir)
+    ckpt = checkpointer_for(config, workdir, writable=False)
     try:
         state = ckpt.restore_latest(exp.abstract_state(), max_step=step or None)
     finally:
         ckpt.close()
+    if state is None and ckpt.corrupt_steps:
+        raise NoCheckpointError(f"no intact checkpoint in {workdir.absolute()}: {', '.join(ckpt.corrupt_steps)} "
+                                "are partial or corrupt")
     if state is None:
-        raise FileNotFoundError(f"no checkpoint to restore in {workdir.absolute()} (looked in checkpoints/ and "
+        raise NoCheckpointError(f"no checkpoint to restore in {workdir.absolute()} (looked in checkpoints/ and "
                                 "checkpoints-meta/); train first with `score-sde train`")
     if step and int(state.step) != step:
-        raise FileNotFoundError(f"no good checkpoint at step {step} in {workdir.absolute()}; "
+        raise NoCheckpointError(f"no good checkpoint at step {step} in {workdir.absolute()}; "
                                 f"the newest one before it is step {int(state.step)}")
     return exp, state
 

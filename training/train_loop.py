@@ -23,12 +23,15 @@ import models
 from configs.validate import flatten_keys
 from training import builders
 from training.checkpoint import Checkpointer
+from training.errors import UsageError, UserError
 from training.evaluation import make_sample_fn
+from training.files import atomic_write_json, atomic_write_text
 from training.logging import MetricWriter, plot_loss_curve
 from training.preemption import PreemptionWatch
 from training.sharding import batch_sharding, check_batch_size, make_mesh, shard_batch
 from training.state import TrainState, abstract_train_state, init_sharded_state
 from training.train_step import jit_train_steps, make_eval_step, make_objective, make_train_step
+from training.workdir_lock import WorkdirLock
 
 CONFIG_FILE = "config.json"
 
@@ -43,12 +46,16 @@ _STATE_KEYS = frozenset({"data.dataset", "data.image_size", "data.num_channels",
 _STATE_SWITCHES = {"optim.weight_decay": lambda v: v > 0, "optim.grad_clip": lambda v: v >= 0}
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(UserError, RuntimeError):
     """Training produced a NaN or infinite loss or gradient norm; the run stops without saving."""
 
 
-class ResumeConfigError(ValueError):
+class ResumeConfigError(UserError, ValueError):
     """The workdir holds a run whose config builds another train state than the new config."""
+
+
+class AllCheckpointsCorruptError(UserError, RuntimeError):
+    """Steps were saved in the workdir but none restores: starting again at 0 would lose the run."""
 
 
 def non_finite_message(step: int, value: float, last_checkpoint: int | None, workdir: pathlib.Path, *,
@@ -145,19 +152,21 @@ def build_experiment(config: ml_collections.ConfigDict, data_shape: tuple[int, .
                       data_shape=tuple(data_shape))
 
 
-def checkpointer_for(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> Checkpointer:
+def checkpointer_for(config: ml_collections.ConfigDict, workdir: pathlib.Path, *, writable: bool = True
+                     ) -> Checkpointer:
+    """The run's Checkpointer; a reader's (`writable=False`) creates no folders."""
     t = config.training
     return Checkpointer(workdir, keep=t.keep_checkpoints, snapshot_freq=t.snapshot_freq,
-                        preemption_freq=t.snapshot_freq_for_preemption)
+                        preemption_freq=t.snapshot_freq_for_preemption, writable=writable)
 
 
 def _check_frequencies(t: ml_collections.ConfigDict) -> None:
     n = t.n_jitted_steps
     if n < 1:
-        raise ValueError(f"training.n_jitted_steps must be at least 1, got {n}")
+        raise UsageError(f"training.n_jitted_steps must be at least 1, got {n}")
     for key in ("log_freq", "eval_freq", "snapshot_freq", "snapshot_freq_for_preemption"):
         if t[key] % n:
-            raise ValueError(f"training.{key}={t[key]} must be a multiple of training.n_jitted_steps={n}")
+            raise UsageError(f"training.{key}={t[key]} must be a multiple of training.n_jitted_steps={n}")
 
 
 def _crossed(step: int, n: int, freq: int) -> bool:
@@ -166,32 +175,64 @@ def _crossed(step: int, n: int, freq: int) -> bool:
 
 
 def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, max_steps: int | None = None,
-          time_budget_s: float | None = None, progress: bool = True) -> TrainState:
+          time_budget_s: float | None = None, progress: bool = True, restart_from_scratch: bool = False) -> TrainState:
     """Train (or resume training) until `config.training.n_iters` optimiser steps.
 
     `max_steps` stops earlier at that step, `time_budget_s` after that much wall time (both
-    save a checkpoint first). Raises `NonFiniteLossError` (without saving) on a NaN/inf loss or
-    gradient norm, and `ResumeConfigError` (touching nothing) when the workdir holds a run of a
-    config that builds another train state.
+    save a checkpoint first; so do SIGTERM and a first Ctrl-C). Raises `NonFiniteLossError`
+    (without saving) on a NaN/inf loss or gradient norm, `CheckpointSaveError` at once when a
+    save fails (a full disk), and, touching nothing, `ResumeConfigError` when the workdir holds a
+    run of a config that builds another train state, `WorkdirLockedError` when another process
+    trains there, `AllCheckpointsCorruptError` when no saved step restores (`restart_from_scratch`
+    sets them aside and starts at step 0 instead).
     """
-    from training.data import build_dataset, data_shape_of, get_data_inverse_scaler, iterate_batches
+    from training.data import build_dataset, data_shape_of
 
     workdir = pathlib.Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     check_resume_config(config, workdir)
     t = config.training
     _check_frequencies(t)
-    n = t.n_jitted_steps
+    # The data and the batch split first: a bad data set or batch size creates nothing.
     ds = build_dataset(config, "train", batch_size=t.batch_size, seed=config.seed, shuffle=True)
     exp = build_experiment(config, data_shape_of(config))
     check_batch_size(t.batch_size, exp.mesh)
+    workdir.mkdir(parents=True, exist_ok=True)
+    with WorkdirLock(workdir) if jax.process_index() == 0 else contextlib.nullcontext():
+        check_resume_config(config, workdir)  # again, now that no other writer can change it
+        return _train_locked(config, workdir, ds, exp, max_steps=max_steps, time_budget_s=time_budget_s,
+                             progress=progress, restart_from_scratch=restart_from_scratch)
 
-    ckpt = checkpointer_for(config, workdir)
+
+def _restore_or_init(exp: Experiment, ckpt: Checkpointer, workdir: pathlib.Path, restart_from_scratch: bool):
+    """The newest intact state, or a fresh one; refuses (`AllCheckpointsCorruptError`) when steps
+    were saved but none restores, unless told to start over."""
     state = ckpt.restore_latest(exp.abstract_state())
-    if state is None:
-        state, _ = exp.init_state()
+    if state is None and ckpt.corrupt_steps:
+        if not restart_from_scratch:
+            ckpt.close()
+            raise AllCheckpointsCorruptError(
+                f"every checkpoint in {workdir} is partial or corrupt ({', '.join(ckpt.corrupt_steps)}); nothing "
+                "was changed. To start over at step 0 deliberately, rerun with --restart_from_scratch (they are "
+                "kept as <step>.corrupt), or train in a new workdir.")
+        logging.warning("Starting over at step 0: setting aside the corrupt steps %s", ckpt.corrupt_steps)
+        ckpt.set_aside_corrupt()
+    return state if state is not None else exp.init_state()[0]
+
+
+def _train_locked(config: ml_collections.ConfigDict, workdir: pathlib.Path, ds, exp: Experiment, *,
+                  max_steps: int | None, time_budget_s: float | None, progress: bool,
+                  restart_from_scratch: bool) -> TrainState:
+    """`train` once the data and experiment are built and the workdir is locked."""
+    from training.data import build_dataset, get_data_inverse_scaler, iterate_batches
+
+    t = config.training
+    n = t.n_jitted_steps
+    ckpt = checkpointer_for(config, workdir)
     if jax.process_index() == 0:
-        (workdir / CONFIG_FILE).write_text(config.to_json_best_effort(indent=2))
+        ckpt.remove_partial_saves()
+    state = _restore_or_init(exp, ckpt, workdir, restart_from_scratch)
+    if jax.process_index() == 0:
+        atomic_write_text(workdir / CONFIG_FILE, config.to_json_best_effort(indent=2))
     step = int(jax.device_get(state.step))
     stop_at = t.n_iters if max_steps is None else min(t.n_iters, max_steps)
     logging.info("Training from step %d to %d on %d device(s); workdir %s", step, stop_at, exp.mesh.size, workdir)
@@ -217,7 +258,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, max
                                    exp.mesh, continuous=continuous, precond=exp.precond)
         inverse_scaler = get_data_inverse_scaler(config)
 
-    writer = MetricWriter(workdir)
+    writer = MetricWriter(workdir, start_step=step)
     lr_schedule = builders.learning_rate_schedule(config.optim.lr, config.optim.warmup)
     pending: list[tuple[int, dict]] = []
     window_start, window_steps = time.time(), 0
@@ -278,6 +319,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, max
                 writer.write_scalars(step, {"eval_loss": float(eval_loss)})
             if saving:
                 ckpt.maybe_save(step, state, force=last)
+            ckpt.check()  # a failed background save stops the run now, not at the next save
             if sample_fn is not None and _crossed(step, n, t.snapshot_freq):
                 samples, _ = sample_fn(state.ema_params, jax.random.fold_in(exp.keys.sample, step))
                 samples = np.asarray(samples)[:num_samples]
@@ -294,5 +336,5 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, max
     writer.close()
     if jax.process_index() == 0:
         plot_loss_curve(workdir)
-        (workdir / "train_summary.json").write_text(json.dumps({"step": step, "seconds": time.time() - start}))
+        atomic_write_json(workdir / "train_summary.json", {"step": step, "seconds": time.time() - start})
     return state

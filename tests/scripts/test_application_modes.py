@@ -118,5 +118,5 @@ def test_modes_are_registered_for_the_main_cli():
 
     assert set(app.APPLICATION_MODES) == {"denoise", "edit", "encode", "decode", "interpolate", "anomaly"}
     for name, mode in app.APPLICATION_MODES.items():
-        assert MODES[name] is mode
+        assert MODES[name].run is mode
     assert pathlib.Path(app.__file__).name == "application_modes.py"
