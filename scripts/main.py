@@ -124,7 +124,7 @@ def _parse_flags(mode: str, spec: ModeSpec, argv: list[str]) -> None:
     """Parse the absl flags of `argv` (fresh values each call) and refuse flags the mode does not take."""
     FLAGS.unparse_flags()
     try:
-        positional = FLAGS([argv[0], *argv])
+        positional = FLAGS(["score-sde", *argv])
     except flags.Error as error:
         raise UsageError(str(error).replace("\n", " ")) from None
     if len(positional) > 1:
