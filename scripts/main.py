@@ -13,12 +13,14 @@ reported as one too.
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import errno
 import logging as python_logging
 import os
 import pathlib
 import sys
+import threading
 
 from absl import flags, logging
 
@@ -41,10 +43,16 @@ DEBUG_ENV = "SCORE_SDE_DEBUG"
 
 
 class _QuietCheckpointing:
-    """Drops orbax's per-save INFO chatter from the console; its warnings and errors stay."""
+    """Drops orbax's per-save INFO chatter from the console, and the errors (with tracebacks) its
+    background threads log when a save fails: `Checkpointer.check` reports that failure as one
+    line. With `debug` only the INFO chatter is dropped."""
+
+    debug = False
 
     def filter(self, record) -> bool:
-        return record.levelno > python_logging.INFO or "orbax" not in record.pathname
+        if "orbax" not in record.pathname:
+            return True
+        return record.levelno == python_logging.WARNING or (self.debug and record.levelno > python_logging.INFO)
 
 
 _QUIET = _QuietCheckpointing()
@@ -202,18 +210,36 @@ def _one_line(error: BaseException) -> tuple[int, str]:
                "and report the traceback)")
 
 
+@contextlib.contextmanager
+def _quiet_background_errors(debug: bool):
+    """Without `debug`, exceptions that background threads (orbax's savers, tensorstore's
+    callbacks) would print as tracebacks are dropped: a failure that matters reaches the main
+    thread and ends the command with its one line."""
+    if debug:
+        yield
+        return
+    hooks = sys.excepthook, threading.excepthook, sys.unraisablehook
+    sys.excepthook = lambda *args: None
+    threading.excepthook = sys.unraisablehook = lambda args: None
+    yield
+    # Kept quiet after an error: the process is ending, and threads of a failed save still run.
+    sys.excepthook, threading.excepthook, sys.unraisablehook = hooks
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point (`score-sde`); `argv` defaults to `sys.argv`. Always ends in SystemExit."""
     argv = list(sys.argv if argv is None else argv)
     debug = os.environ.get(DEBUG_ENV, "") not in ("", "0") or "--traceback" in argv
+    _QUIET.debug = debug
     argv = [arg for arg in argv if arg != "--traceback"]
     prefix = f"score-sde {argv[1]}" if len(argv) > 1 and argv[1] in MODES else "score-sde"
     try:
-        status = run(argv)
+        with _quiet_background_errors(debug):
+            status = run(argv)
     except KeyboardInterrupt:
         if debug:
             raise
-        print(f"{prefix}: interrupted (Ctrl-C twice); checkpoints already saved are intact", file=sys.stderr)
+        print(f"{prefix}: interrupted (Ctrl-C); checkpoints saved before are intact", file=sys.stderr)
         status = 130
     except Exception as error:  # noqa: BLE001 - the one place where errors become a line and a status
         if debug:

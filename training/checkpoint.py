@@ -154,6 +154,7 @@ class Checkpointer:
         self.periodic = manager(PERIODIC_DIR, keep)
         self.preemption = manager(PREEMPTION_DIR, 2)
         self._bad: set[tuple[int, str]] = set()
+        self._started: int | None = None  # the newest step whose save was started
 
     @property
     def corrupt_steps(self) -> list[str]:
@@ -172,10 +173,15 @@ class Checkpointer:
                 logging.warning("Removing %s, the remains of a save that did not finish", path)
                 shutil.rmtree(path, ignore_errors=True)
 
-    def _save_failed(self, step: int | None, error: BaseException) -> CheckpointSaveError:
-        last = self.latest_step()
-        needed = max((_size_mb(pathlib.Path(m.directory) / str(last)) for m in (self.periodic, self.preemption)),
-                     default=0.0) if last is not None else 0.0
+    def _save_failed(self, error: BaseException) -> CheckpointSaveError:
+        """The one-line error of a failed save (the newest one started, `self._started`)."""
+        step = self._started
+        # From the disk, not orbax's list, which holds a step from the moment its save starts.
+        finalized = [p for m in (self.periodic, self.preemption) if pathlib.Path(m.directory).is_dir()
+                     for p in pathlib.Path(m.directory).iterdir() if p.name.isdigit()]
+        newest = max(finalized, key=lambda p: int(p.name), default=None)
+        last = None if newest is None else int(newest.name)
+        needed = 0.0 if newest is None else _size_mb(newest)
         kept = f"the last good checkpoint is step {last}" if last is not None else "no checkpoint was saved"
         space = f"; a step needs about {needed:.1f} MB free in {self.workdir}" if needed else ""
         reason = " ".join(f"{type(error).__name__}: {error}".split())[:300]
@@ -183,12 +189,15 @@ class Checkpointer:
                                    f"training stopped, {kept}{space}. Free space, then rerun the command to resume.")
 
     def check(self) -> None:
-        """Raise `CheckpointSaveError` if an asynchronous save has failed since the last check."""
+        """Raise `CheckpointSaveError` if an asynchronous save has failed since the last check
+        (cheap: it waits for nothing still in flight)."""
         for mgr in (self.periodic, self.preemption):
             try:
                 mgr.check_for_errors()
+                if not mgr.is_saving_in_progress():
+                    mgr.wait_until_finished()  # returns at once; raises the error of a finished, failed save
             except Exception as error:  # noqa: BLE001 - any failure of a background save stops the run
-                raise self._save_failed(None, error) from error
+                raise self._save_failed(error) from error
 
     def _due(self, step: int) -> list[ocp.CheckpointManager]:
         due = []
@@ -217,8 +226,10 @@ class Checkpointer:
             try:
                 started = mgr.save(step, args=ocp.args.StandardSave(state),
                                    custom_metadata={DIGEST_KEY: leaf_digests(state)} if self.verify else None)
-            except OSError as error:
-                raise self._save_failed(step, error) from error
+            except Exception as error:  # noqa: BLE001 - this save, or the previous one still in flight, failed
+                self._started = self._started if self._started is not None else step
+                raise self._save_failed(error) from error
+            self._started = step
             if not started:
                 raise CheckpointSaveError(
                     f"Saving step {step} to {self.workdir / mgr.directory.name} was refused by orbax (its saved "
@@ -245,7 +256,7 @@ class Checkpointer:
                 mgr.wait_until_finished()
                 mgr.check_for_errors()
             except Exception as error:  # noqa: BLE001 - any failure of a background save stops the run
-                raise self._save_failed(None, error) from error
+                raise self._save_failed(error) from error
 
     def latest_step(self) -> int | None:
         steps = list(self.periodic.all_steps()) + list(self.preemption.all_steps())

@@ -8,6 +8,12 @@ import pathlib
 import tempfile
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | pathlib.Path, data: bytes) -> pathlib.Path:
     """Write `data` to `path` through a temporary file in the same folder, fsync'ed, then renamed
     over `path` (rename is atomic on POSIX). On failure `path` is unchanged and no temporary file
@@ -16,6 +22,7 @@ def atomic_write_bytes(path: str | pathlib.Path, data: bytes) -> pathlib.Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

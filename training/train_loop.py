@@ -297,7 +297,7 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: pathlib.Path, ds, 
     # Batches are read ahead on threads (and data.num_workers processes) in step order, so the
     # data stay a function of (seed, step) and a resumed run reads what it would have read.
     # Closed on the way out, so reader threads and worker processes end with the loop.
-    with PreemptionWatch() as preemption, \
+    with PreemptionWatch() as preemption, contextlib.closing(bar), contextlib.closing(writer), \
             contextlib.closing(iterate_batches(ds, start_step=step, num_workers=config.data.num_workers)) as batches_ahead:
         while step < stop_at:
             batches = [next(batches_ahead) for _ in range(n)]  # ds[step], ..., ds[step + n - 1]
