@@ -2,8 +2,8 @@
 anomaly (the library code is in `samplers.denoise`, `.edit`, `.encode`, `.anomaly`).
 
 `score-sde <mode> --config=FILE --workdir=DIR --input=PATH [mode flags]`. As in every mode of
-the main CLI, the model is the config's, with the EMA parameters of the newest good checkpoint
-of `workdir`. Importing this module registers the modes in `scripts.modes.MODES` and defines
+the main CLI, the model is the config's, with the EMA parameters of `workdir`'s checkpoint
+`eval.checkpoint` (0 = the newest good one), restored by `training.experiment.load_trained`. Importing this module registers the modes in `scripts.modes.MODES` and defines
 their flags; each mode is a thin adapter over a function with explicit arguments
 (`denoise_inputs`, `edit_inputs`, ...) that a notebook or test can call directly.
 
@@ -32,7 +32,13 @@ import samplers
 from samplers import anomaly, denoise, edit, encode
 from scripts.modes import register_mode
 from sde_lib import SDE, ScoreFn
+from training.builders import build_sampler, build_sde
+from training.data import data_shape_of, get_data_inverse_scaler, get_data_scaler
+from training.datasets.image_folder import image_pixels
 from training.errors import UsageError, UserError
+from training.experiment import load_trained, make_score_fn
+from training.files import atomic_write_bytes, atomic_write_json
+from training.logging import save_image_grid
 
 
 # --- inputs and outputs ---------------------------------------------------------------------
@@ -60,8 +66,6 @@ def _read_npz(path: pathlib.Path, key: str) -> np.ndarray:
 
 
 def _read_pngs(path: pathlib.Path, channels: int) -> np.ndarray:
-    from training.datasets.image_folder import image_pixels  # deferred: the data package imports TFDS
-
     images = []
     for file in _png_files(path):
         try:
@@ -99,8 +103,6 @@ def _read(path: pathlib.Path, key: str, channels: int) -> tuple[np.ndarray, bool
 
 def load_array(path: str | pathlib.Path, config: ml_collections.ConfigDict, key: str = "images") -> np.ndarray:
     """Images `[B, H, W, C]` (or points `[B, d]`) in the model's data range, float32."""
-    from training.data import get_data_scaler
-
     array, pixels = _read(pathlib.Path(path), key, config.data.num_channels)
     return get_data_scaler(config)(array) if pixels else array
 
@@ -126,8 +128,6 @@ def check_output_dir(out_dir: pathlib.Path) -> None:
 def check_shape(x: np.ndarray, config: ml_collections.ConfigDict, source: str | pathlib.Path = "input") -> None:
     """Inputs must be `[B, *data shape]` of the config (`data.image_size`, `data.num_channels`; `[B, 2]`
     for point data): checked before the checkpoint is read, so a wrong input is never blamed on it."""
-    from training.data import data_shape_of
-
     expected = data_shape_of(config)
     if x.shape[1:] != expected:
         raise UsageError(f"{source} holds an array of shape {x.shape} (examples {x.shape[1:]}), but the config's "
@@ -148,10 +148,6 @@ def check_finite(name: str, x: np.ndarray) -> np.ndarray:
 def save_array(out_dir: pathlib.Path, name: str, x: np.ndarray, config: ml_collections.ConfigDict) -> list[str]:
     """Write `name.npz` (model range) and, for images `[..., H, W, C]`, `name.png` (a grid); an
     array with a non-finite value is refused before anything of it is written."""
-    from training.data import get_data_inverse_scaler
-    from training.files import atomic_write_bytes
-    from training.logging import save_image_grid
-
     x = check_finite(name, np.asarray(x, np.float32))
     written = [out_dir / f"{name}.npz"]
     buffer = io.BytesIO()
@@ -164,35 +160,18 @@ def save_array(out_dir: pathlib.Path, name: str, x: np.ndarray, config: ml_colle
 
 
 def write_summary(out_dir: pathlib.Path, summary: dict) -> dict:
-    from training.files import atomic_write_json
-
     atomic_write_json(out_dir / "summary.json", summary)
     logging.info("%s", json.dumps(summary))
     return summary
 
 
 # --- the model ------------------------------------------------------------------------------
-def restore_score_fn(config: ml_collections.ConfigDict, workdir: pathlib.Path,
-                     data_shape: tuple[int, ...]) -> tuple[SDE, ScoreFn]:
-    """The SDE and the evaluation score function of the EMA parameters of `workdir`'s newest good
-    checkpoint (the training engineer's `Checkpointer`); an error if there is none."""
-    from training.checkpoint import NoCheckpointError
-    from training.evaluation import make_score_fn
-    from training.train_loop import build_experiment, checkpointer_for
-
-    exp = build_experiment(config, data_shape)
-    _, abstract = exp.init_state()
-    ckpt = checkpointer_for(config, workdir, writable=False)
-    try:
-        state = ckpt.restore_latest(abstract)
-    finally:
-        ckpt.close()
-    if state is None:
-        raise NoCheckpointError(f"no checkpoint to restore in {workdir} (none saved, or none intact; train a model "
-                                "there first)")
+def restore_score_fn(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> tuple[SDE, ScoreFn]:
+    """The SDE and the evaluation score function of the EMA parameters of `workdir`'s checkpoint
+    (`eval.checkpoint`, 0 = the newest good one; `training.experiment.load_trained`)."""
+    exp, state = load_trained(config, workdir, step=config.eval.checkpoint)
     logging.info("Using the EMA parameters of step %d", int(state.step))
-    score_fn = make_score_fn(exp.sde, exp.model, state.ema_params, continuous=config.training.continuous,
-                             precond=exp.precond)
+    score_fn = make_score_fn(exp.sde, exp.model, state.ema_params, continuous=exp.continuous, precond=exp.precond)
     return exp.sde, score_fn
 
 
@@ -203,8 +182,6 @@ def _check_sampler(name: str | None) -> None:
 
 def _sampler(config: ml_collections.ConfigDict, sde: SDE, name: str | None):
     """The config's sampler, or the named one with its defaults (plus the config's `sampling.eps`)."""
-    from training.builders import build_sampler
-
     if name is None:
         return build_sampler(config, sde)
     cls = samplers.SAMPLERS.get(name)
@@ -222,7 +199,7 @@ def _prepare(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, inp
         check(x)
     out_dir = pathlib.Path(output_dir) if output_dir else pathlib.Path(workdir) / mode
     check_output_dir(out_dir)
-    sde, score_fn = restore_score_fn(config, pathlib.Path(workdir), x.shape[1:])
+    sde, score_fn = restore_score_fn(config, pathlib.Path(workdir))
     return jnp.asarray(x), out_dir, sde, score_fn
 
 
@@ -236,8 +213,6 @@ def denoise_inputs(config: ml_collections.ConfigDict, workdir: str | pathlib.Pat
     `sigma` is the noise level in the model's data range (default: estimated per input);
     `add_noise` first corrupts (clean) inputs with that level and reports the MSE before and after.
     """
-    from training.builders import build_sde
-
     def check_levels(_):
         _check_sampler(sampler)
         for flag, value in (("noise_sigma", sigma), ("add_noise", add_noise)):
@@ -327,8 +302,6 @@ def encode_inputs(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
     codec = _codec(config, sde)
     z, nfe = codec.encode(score_fn, x)
     back, _ = codec.decode(score_fn, z)
-    from training.files import atomic_write_bytes
-
     buffer = io.BytesIO()
     np.savez(buffer, images=check_finite("latents", z))
     atomic_write_bytes(out_dir / "latents.npz", buffer.getvalue())

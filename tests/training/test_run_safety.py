@@ -17,7 +17,7 @@ import pytest
 
 from configs import load_config
 from training.checkpoint import Checkpointer, CheckpointSaveError
-from training.evaluation import load_trained
+from training.experiment import load_trained
 from training.logging import read_metrics
 from training.train_loop import AllCheckpointsCorruptError, train
 from training.workdir_lock import LOCK_FILE, WorkdirLockedError
