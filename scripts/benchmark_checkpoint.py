@@ -22,6 +22,10 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
+from training.checkpoint import Checkpointer
+from training.data import data_shape_of
+from training.experiment import build_experiment
+
 config_flags.DEFINE_config_file("config", "configs/ve/cifar10_ncsnpp_continuous.py", "Config file.",
                                 lock_config=True)
 flags.DEFINE_integer("repeats", 3, "Save/restore pairs per setting; medians are reported.", lower_bound=1)
@@ -31,9 +35,6 @@ FLAGS = flags.FLAGS
 
 def random_state(config):
     """A train state of the config's structure with random float values, on the default device."""
-    from training.data import data_shape_of
-    from training.train_loop import build_experiment
-
     abstract = build_experiment(config, data_shape_of(config)).abstract_state()
     rng = np.random.default_rng(0)
 
@@ -46,8 +47,6 @@ def random_state(config):
 
 
 def benchmark(config, workdir: pathlib.Path, repeats: int) -> dict:
-    from training.checkpoint import Checkpointer
-
     abstract, state = random_state(config)
     times: dict[str, dict[str, list[float]]] = {k: {"save": [], "restore": []} for k in ("off", "on")}
     step = 0

@@ -29,8 +29,9 @@ from scripts import train_modes  # noqa: F401  (registers train, sample, likelih
 # ---- Further mode modules: one import line each, e.g. `from scripts import application_modes`. ----
 from scripts import application_modes  # noqa: F401  # isort: skip  (denoise, edit, encode, decode, interpolate, anomaly)
 
-from configs import ConfigError  # noqa: E402
+from configs import ConfigError, load_config  # noqa: E402
 from scripts.modes import MODES, ModeSpec  # noqa: E402  (filled by the imports above)
+from training.checkpoint import require_checkpoints  # noqa: E402
 from training.errors import UsageError, UserError  # noqa: E402
 
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs, samples and evaluations.")
@@ -146,8 +147,6 @@ def _parse_flags(mode: str, spec: ModeSpec, argv: list[str]) -> None:
 
 
 def _load_config(mode: str, spec: ModeSpec, path: str | None, overrides: list[str]):
-    from configs.load import load_config
-
     if path is None:
         if overrides:
             raise UsageError(f"--config.{overrides[0]} overrides a config, but no --config=FILE is given")
@@ -167,8 +166,6 @@ def _check_workdir(mode: str, spec: ModeSpec) -> pathlib.Path:
     if workdir.exists() and not workdir.is_dir():
         raise UsageError(f"--workdir={workdir} is a file, not a folder")
     if spec.reads_checkpoint:
-        from training.checkpoint import require_checkpoints
-
         require_checkpoints(workdir)
     return workdir
 
