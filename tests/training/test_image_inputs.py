@@ -4,8 +4,8 @@ upper-case `*.PNG` files are seen."""
 import numpy as np
 from PIL import Image
 
-from scripts.application_modes import _png_files, _read
 from training.datasets.image_folder import ImageFolder, convert_image, image_pixels
+from training.inputs import png_files, read_raw
 
 SIXTEEN = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000 + 7)  # up to 63007, far above 255
 
@@ -36,8 +36,8 @@ def test_palette_alpha_and_grey_alpha_conversions():
 def test_upper_case_png_files_and_sixteen_bit_images_in_folders(tmp_path):
     Image.fromarray(SIXTEEN).save(tmp_path / "A.PNG")
     Image.fromarray(np.full((8, 8), 9, np.uint8)).save(tmp_path / "b.png")
-    assert [p.name for p in _png_files(tmp_path)] == ["A.PNG", "b.png"]
-    pixels, is_pixels = _read(tmp_path, "images", 1)
+    assert [p.name for p in png_files(tmp_path)] == ["A.PNG", "b.png"]
+    pixels, is_pixels = read_raw(tmp_path, "images", 1)
     assert is_pixels and pixels.shape == (2, 8, 8, 1) and pixels[0].max() > 0.9
     folder = ImageFolder(tmp_path, "train", image_size=8, num_channels=1)
     assert len(folder) == 2
