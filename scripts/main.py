@@ -185,6 +185,8 @@ def run(argv: list[str]) -> int:
     config = _load_config(mode, spec, path, overrides)
     workdir = _check_workdir(mode, spec)
     logging.use_absl_handler()
+    if FLAGS["verbosity"].using_default_value:  # as absl's app.run: INFO unless told otherwise
+        FLAGS.verbosity = 0
     handler = logging.get_absl_handler().python_handler
     if _QUIET not in handler.filters:
         handler.addFilter(_QUIET)
