@@ -24,10 +24,10 @@ import numpy as np
 from absl import flags, logging
 
 import samplers
+from configs.builders import build_sampler, build_sde
 from samplers import anomaly, denoise, edit, encode
 from scripts.modes import register_mode
 from sde_lib import SDE, ScoreFn
-from training.builders import build_sampler, build_sde
 from training.errors import UsageError
 from training.experiment import load_trained, make_score_fn
 from training.files import atomic_write_bytes

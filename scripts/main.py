@@ -33,6 +33,7 @@ from configs import ConfigError, load_config  # noqa: E402
 from scripts.modes import MODES, ModeSpec  # noqa: E402  (filled by the imports above)
 from training.checkpoint import require_checkpoints  # noqa: E402
 from training.errors import UsageError, UserError  # noqa: E402
+from training.sharding import maybe_initialize_distributed  # noqa: E402
 
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs, samples and evaluations.")
 
@@ -191,6 +192,7 @@ def run(argv: list[str]) -> int:
     if _QUIET not in handler.filters:
         handler.addFilter(_QUIET)
     logging.info("score-sde %s, workdir %s", mode, workdir)
+    maybe_initialize_distributed()  # every mode runs on all hosts of a cluster (JAX_* / SCORE_SDE_DISTRIBUTED)
     return spec.run(config, workdir) or 0
 
 
