@@ -7,6 +7,7 @@ import ast
 import importlib.util
 import pathlib
 import sys
+import traceback
 
 import ml_collections
 
@@ -21,17 +22,37 @@ def load_config_file(path: str | pathlib.Path) -> ml_collections.ConfigDict:
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+    if path.suffix != ".py":
+        raise ConfigError(f"config file {str(path)!r} must be a Python file (.py) defining get_config()")
     name = f"_score_sde_config_{abs(hash(str(path.resolve())))}"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
+        if not hasattr(module, "get_config"):
+            raise ConfigError(f"config file {str(path)!r} defines no get_config()")
+        config = module.get_config()
+    except ConfigError:
+        raise
+    except Exception as error:  # noqa: BLE001 - the user's file: any failure is a bad config file
+        raise ConfigError(f"config file {str(path)!r} failed to load: {_where(error, path)}"
+                          f"{type(error).__name__}: {' '.join(str(error).split())}") from error
     finally:
         del sys.modules[name]
-    if not hasattr(module, "get_config"):
-        raise ConfigError(f"config file {str(path)!r} defines no get_config()")
-    return module.get_config()
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise ConfigError(f"config file {str(path)!r}: get_config() returned {type(config).__name__}, "
+                          "not an ml_collections.ConfigDict")
+    return config
+
+
+def _where(error: BaseException, path: pathlib.Path) -> str:
+    """`line N: ` of the config file where `error` arose, if it did there."""
+    if isinstance(error, SyntaxError) and error.lineno:
+        return f"line {error.lineno}: "
+    lines = [frame.lineno for frame in traceback.extract_tb(error.__traceback__)
+             if pathlib.Path(frame.filename).resolve() == path.resolve()]
+    return f"line {lines[-1]}: " if lines else ""
 
 
 def parse_value(key: str, text: str, current):

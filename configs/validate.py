@@ -11,6 +11,7 @@ data), and finally builds the SDE, loss, preconditioning, optimiser and sampler 
 batch divides over the devices is the trainer's check. Nothing here touches a device.
 """
 import difflib
+import math
 import numbers
 
 import ml_collections
@@ -155,7 +156,13 @@ _UNIT_INTERVAL = ("model.ema_rate", "model.dropout", "optim.beta1")  # [0, 1)
 _OPEN_UNIT = ("training.eps", "sampling.eps")  # (0, 1): a time in (0, T]
 
 
+_MAY_BE_INFINITE = ("sampling.S_max",)  # EDM's S_tmax: churn at every noise level
+
+
 def _check_ranges(flat: dict) -> None:
+    for key, value in flat.items():
+        if isinstance(value, float) and not (math.isfinite(value) or (key in _MAY_BE_INFINITE and value > 0)):
+            raise ConfigError(f"config key {key!r} must be a finite number, got {value}")
     for key in _POSITIVE:
         _check(key, flat[key], flat[key] > 0, "> 0")
     for key in _NON_NEGATIVE:

@@ -25,9 +25,9 @@ import jax
 import numpy as np
 from absl import app, flags, logging
 
+from configs import builders
 from configs.load import load_config
 from scripts.benchmark_train_step import benchmark
-from training import builders
 from training.data import data_shape_of
 from training.experiment import build_experiment
 from training.sampling import make_sample_fn

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import pathlib
-import sys
 import time
 
 import jax
@@ -19,15 +18,19 @@ import configs
 from configs import load_config
 from scripts.modes import register_mode
 from training import digits_classifier, evaluate
+from training.errors import UsageError
 from training.logging import LOSS_PLOT_FILE
 from training.train_loop import NonFiniteLossError, train
 
-flags.DEFINE_integer("max_steps", None, "train: stop at this step (saving a checkpoint) even before n_iters.")
-flags.DEFINE_float("time_budget_s", None, "train: stop after this many seconds of training (saving a checkpoint).")
+flags.DEFINE_integer("max_steps", None, "train: stop at this step (saving a checkpoint) even before n_iters.",
+                     lower_bound=1)
+flags.DEFINE_float("time_budget_s", None, "train: stop after this many seconds of training (saving a checkpoint).",
+                   lower_bound=0.0)
 flags.DEFINE_integer("num_samples", None, "sample: how many samples (default sampling.batch_size); "
-                     "evaluate: for FID/KID (default eval.num_samples).")
+                     "evaluate: for FID/KID (default eval.num_samples).", lower_bound=1)
 flags.DEFINE_string("split", None, "likelihood/evaluate: data split for bits/dim (default eval.bpd_dataset).")
-flags.DEFINE_integer("max_examples", None, "likelihood/evaluate: use at most this many examples of the split.")
+flags.DEFINE_integer("max_examples", None, "likelihood/evaluate: use at most this many examples of the split.",
+                     lower_bound=1)
 flags.DEFINE_enum("feature_extractor", "digits", ["digits", "inception"],
                   "evaluate: feature space of FID/KID: the digits classifier (trained on first use) or the "
                   "FID Inception-v3 (needs --inception_weights; also reports the Inception Score).")
@@ -37,7 +40,9 @@ flags.DEFINE_string("classifier_dir", None, "evaluate/train_classifier/demo: whe
                     "stored (default $SCORE_SDE_CACHE/digits_classifier, ~/.cache/score_sde_jax by default).")
 flags.DEFINE_string("reference_cache_dir", None, "evaluate: where features of FID/KID's reference images are "
                     "cached per extractor and data (default $SCORE_SDE_CACHE/fid_reference; '' disables).")
-flags.DEFINE_float("demo_train_minutes", 6.0, "demo: training time budget in minutes.")
+flags.DEFINE_float("demo_train_minutes", 6.0, "demo: training time budget in minutes.", lower_bound=0.0)
+flags.DEFINE_bool("restart_from_scratch", False, "train: start again at step 0 when every checkpoint of the "
+                  "workdir is corrupt (they are set aside as <step>.corrupt); without it such a run is refused.")
 
 FLAGS = flags.FLAGS
 
@@ -60,15 +65,14 @@ def _reference_cache_dir() -> pathlib.Path | None:
 
 @contextlib.contextmanager
 def _user_errors(mode: str):
-    """The library's errors about the user's input, as one line and exit status 1."""
+    """The library's errors about the user's input (usage errors, one line each in `scripts.main`),
+    naming the command line's flag where an argument came from it."""
     try:
         yield
     except evaluate.SplitError as error:
         if error.source == "split":
             error.source = "--split"  # the argument is this flag on the command line
-        sys.exit(f"score-sde: {error}")
-    except evaluate.FeatureExtractorError as error:
-        sys.exit(f"score-sde {mode}: {error}")
+        raise
 
 
 def _report(record: dict) -> None:
@@ -76,11 +80,13 @@ def _report(record: dict) -> None:
     print(json.dumps(record, indent=2), flush=True)
 
 
-@register_mode("train")
+@register_mode("train", summary="Train a score model, or resume the run in the workdir.",
+               flags=("max_steps", "time_budget_s", "restart_from_scratch"))
 def train_mode(config, workdir: pathlib.Path) -> int:
     config = _require(config, "train")
     try:
-        state = train(config, workdir, max_steps=FLAGS.max_steps, time_budget_s=FLAGS.time_budget_s)
+        state = train(config, workdir, max_steps=FLAGS.max_steps, time_budget_s=FLAGS.time_budget_s,
+                      restart_from_scratch=FLAGS.restart_from_scratch)
     except NonFiniteLossError as error:
         logging.error("%s", error)
         return 1
@@ -88,13 +94,15 @@ def train_mode(config, workdir: pathlib.Path) -> int:
     return 0
 
 
-@register_mode("sample")
+@register_mode("sample", summary="Draw samples from the newest checkpoint (PNG grid and .npz).",
+               flags=("num_samples",), reads_checkpoint=True)
 def sample_mode(config, workdir: pathlib.Path) -> int:
     _report(evaluate.sample_to_files(_require(config, "sample"), workdir, FLAGS.num_samples))
     return 0
 
 
-@register_mode("likelihood")
+@register_mode("likelihood", summary="Bits/dim of a data split under the probability flow.",
+               flags=("split", "max_examples"), reads_checkpoint=True)
 def likelihood_mode(config, workdir: pathlib.Path) -> int:
     with _user_errors("likelihood"):
         _report(evaluate.likelihood_to_file(_require(config, "likelihood"), workdir, FLAGS.split, FLAGS.max_examples))
@@ -105,8 +113,8 @@ def _evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path, mode: st
               split: str | None) -> dict:
     """`training.evaluate.evaluate` with the flags' files and sizes."""
     if extractor_name == "inception" and not FLAGS.inception_weights:
-        sys.exit(f"score-sde {mode}: --feature_extractor=inception needs --inception_weights=<.npz> "
-                 "(convert pytorch-fid's weights with scripts/convert_inception_weights.py)")
+        raise UsageError("--feature_extractor=inception needs --inception_weights=<.npz> "
+                         "(convert pytorch-fid's weights with scripts/convert_inception_weights.py)")
     with _user_errors(mode):
         return evaluate.evaluate(config, workdir, extractor_name=extractor_name, classifier_dir=_classifier_dir(),
                                  inception_weights=FLAGS.inception_weights, num_samples=FLAGS.num_samples,
@@ -114,14 +122,17 @@ def _evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path, mode: st
                                  reference_cache_dir=_reference_cache_dir())
 
 
-@register_mode("evaluate")
+@register_mode("evaluate", summary="FID/KID (and IS) of samples plus bits/dim of a split.",
+               flags=("num_samples", "split", "max_examples", "feature_extractor", "inception_weights",
+                      "classifier_dir", "reference_cache_dir"), reads_checkpoint=True)
 def evaluate_mode(config, workdir: pathlib.Path) -> int:
     _report(_evaluate(_require(config, "evaluate"), workdir, "evaluate", extractor_name=FLAGS.feature_extractor,
                       split=FLAGS.split))
     return 0
 
 
-@register_mode("train_classifier")
+@register_mode("train_classifier", summary="Train (or load) the digits classifier of digits-FID/KID.",
+               flags=("classifier_dir",), needs_config=False)
 def train_classifier_mode(config, workdir: pathlib.Path) -> int:
     """Train (or load) the digits classifier of digits-FID and report its test accuracy."""
     config = config or load_config(_default_demo_config())
@@ -134,7 +145,8 @@ def _default_demo_config() -> pathlib.Path:
     return pathlib.Path(configs.__file__).parent / "digits_demo.py"
 
 
-@register_mode("demo")
+@register_mode("demo", summary="Train on the embedded digits for minutes, sample, evaluate.",
+               flags=("demo_train_minutes", "num_samples", "max_examples", "classifier_dir"), needs_config=False)
 def demo_mode(config, workdir: pathlib.Path) -> int:
     """Train on the embedded digits for a fixed time, then sample, and report bits/dim and digits-FID."""
     config = config or load_config(_default_demo_config())

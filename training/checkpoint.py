@@ -10,10 +10,21 @@ saved arrays do not have the structure, shapes and dtypes of the train state to 
 (a different model, data shape or optimiser) is not corrupt: it raises
 `CheckpointMismatchError`, since skipping it would start again and lose the run. Nothing is
 deleted on error; a save that orbax refuses raises `CheckpointSaveError`. Arrays only (no pickle).
+
+Orbax guarantees the atomic finalize of a step, not the integrity of its bytes (its compressed
+chunks carry no checksum it checks). So each save also stores a CRC32 of every array, computed
+on the host copy being saved, in the step's own metadata (`custom_metadata["leaf_crc32"]`); a
+restored array that does not match it makes the step corrupt (skipped like a truncated one).
+A failed asynchronous save (a full disk) is raised at the next `check()` as
+`CheckpointSaveError` naming the last good step and the space a step needs; temporary folders
+of saves that never finished are removed by `remove_partial_saves()` (writers only). A reader
+(`writable=False`) creates no folders.
 """
 from __future__ import annotations
 
 import pathlib
+import shutil
+import zlib
 from typing import Any
 
 import jax
@@ -21,16 +32,67 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
+from training.errors import UserError
+
 PERIODIC_DIR = "checkpoints"
 PREEMPTION_DIR = "checkpoints-meta"
+DIGEST_KEY = "leaf_crc32"
+_TMP_MARK = ".orbax-checkpoint-tmp"
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(UserError, ValueError):
     """A saved step holds a train state of another structure than the one to restore into."""
 
 
-class CheckpointSaveError(RuntimeError):
-    """Orbax refused to save a step, so the run would go on without the checkpoint it expects."""
+class CheckpointSaveError(UserError, RuntimeError):
+    """Orbax refused or failed to save a step, so the run would go on without the checkpoint it expects."""
+
+
+class NoCheckpointError(UserError, FileNotFoundError):
+    """The workdir holds no checkpoint (or none that restores) for a mode that needs one."""
+
+
+def require_checkpoints(workdir: pathlib.Path) -> None:
+    """Raise `NoCheckpointError` (creating nothing) unless `workdir` holds a saved step."""
+    steps = [p for name in (PERIODIC_DIR, PREEMPTION_DIR) if (workdir / name).is_dir()
+             for p in (workdir / name).iterdir() if p.name.isdigit()]
+    if not steps:
+        raise NoCheckpointError(f"no checkpoint in {workdir.absolute()} (looked in {PERIODIC_DIR}/ and "
+                                f"{PREEMPTION_DIR}/): check --workdir, or train a model there first")
+
+
+def _host_bytes(leaf: Any) -> memoryview | None:
+    """The bytes of an array as saved, or None for an array this process does not hold whole."""
+    if isinstance(leaf, jax.Array):
+        if not leaf.is_fully_addressable:
+            return None
+        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            leaf = jax.random.key_data(leaf)
+    value = np.ascontiguousarray(jax.device_get(leaf))
+    return memoryview(value.reshape(-1)).cast("B") if value.size else memoryview(b"")
+
+
+def leaf_digests(tree: Any) -> dict[str, str]:
+    """`{"params/Dense_0/kernel": "crc32 hex"}` of every array of a pytree this process holds whole."""
+    digests = {}
+    for path, leaf in ocp.tree.to_flat_dict(tree).items():
+        data = _host_bytes(leaf)
+        if data is not None:
+            digests["/".join(map(str, path))] = f"{zlib.crc32(data):08x}"
+    return digests
+
+
+def _verify_digests(state: Any, stored: dict[str, str] | None) -> None:
+    """Raise ValueError naming the first array whose bytes differ from those saved."""
+    if not stored:  # a step saved before digests were stored: nothing to compare
+        return
+    for name, digest in leaf_digests(state).items():
+        if name in stored and stored[name] != digest:
+            raise ValueError(f"array {name} does not match the checksum saved with it (damaged bytes)")
+
+
+def _size_mb(path: pathlib.Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20 if path.is_dir() else 0.0
 
 
 def corrupt_checkpoint_message(step: int, path: pathlib.Path | str, error: BaseException) -> str:
@@ -75,15 +137,16 @@ class Checkpointer:
     """
 
     def __init__(self, workdir: str | pathlib.Path, *, keep: int, snapshot_freq: int, preemption_freq: int,
-                 asynchronous: bool = True):
+                 asynchronous: bool = True, writable: bool = True, verify: bool = True):
         if keep < 1:
             raise ValueError(f"training.keep_checkpoints must be at least 1, got {keep}")
         self.workdir = pathlib.Path(workdir).absolute()
         self.snapshot_freq = snapshot_freq
         self.preemption_freq = preemption_freq
+        self.verify = verify
 
         def manager(name: str, max_to_keep: int) -> ocp.CheckpointManager:
-            options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+            options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=writable,
                                                    enable_async_checkpointing=asynchronous)
             return ocp.CheckpointManager(self.workdir / name, options=options,
                                          item_handlers=ocp.StandardCheckpointHandler())
@@ -91,6 +154,50 @@ class Checkpointer:
         self.periodic = manager(PERIODIC_DIR, keep)
         self.preemption = manager(PREEMPTION_DIR, 2)
         self._bad: set[tuple[int, str]] = set()
+        self._started: int | None = None  # the newest step whose save was started
+
+    @property
+    def corrupt_steps(self) -> list[str]:
+        """`"checkpoints-meta/4"` for each step found partial or corrupt by the last restore."""
+        return [f"{name}/{step}" for step, name in sorted(self._bad, reverse=True)]
+
+    def set_aside_corrupt(self) -> None:
+        """Rename every step found corrupt to `<step>.corrupt` (a deliberate restart from scratch)."""
+        for step, name in sorted(self._bad):
+            self._set_aside(step, self.periodic if name == PERIODIC_DIR else self.preemption)
+
+    def remove_partial_saves(self) -> None:
+        """Delete the temporary folders of saves that never finished (a kill or a full disk)."""
+        for mgr in (self.periodic, self.preemption):
+            for path in pathlib.Path(mgr.directory).glob(f"*{_TMP_MARK}*"):
+                logging.warning("Removing %s, the remains of a save that did not finish", path)
+                shutil.rmtree(path, ignore_errors=True)
+
+    def _save_failed(self, error: BaseException) -> CheckpointSaveError:
+        """The one-line error of a failed save (the newest one started, `self._started`)."""
+        step = self._started
+        # From the disk, not orbax's list, which holds a step from the moment its save starts.
+        finalized = [p for m in (self.periodic, self.preemption) if pathlib.Path(m.directory).is_dir()
+                     for p in pathlib.Path(m.directory).iterdir() if p.name.isdigit()]
+        newest = max(finalized, key=lambda p: int(p.name), default=None)
+        last = None if newest is None else int(newest.name)
+        needed = 0.0 if newest is None else _size_mb(newest)
+        kept = f"the last good checkpoint is step {last}" if last is not None else "no checkpoint was saved"
+        space = f"; a step needs about {needed:.1f} MB free in {self.workdir}" if needed else ""
+        reason = " ".join(f"{type(error).__name__}: {error}".split())[:300]
+        return CheckpointSaveError(f"Saving checkpoint{'' if step is None else f' step {step}'} failed ({reason}); "
+                                   f"training stopped, {kept}{space}. Free space, then rerun the command to resume.")
+
+    def check(self) -> None:
+        """Raise `CheckpointSaveError` if an asynchronous save has failed since the last check
+        (cheap: it waits for nothing still in flight)."""
+        for mgr in (self.periodic, self.preemption):
+            try:
+                mgr.check_for_errors()
+                if not mgr.is_saving_in_progress():
+                    mgr.wait_until_finished()  # returns at once; raises the error of a finished, failed save
+            except Exception as error:  # noqa: BLE001 - any failure of a background save stops the run
+                raise self._save_failed(error) from error
 
     def _due(self, step: int) -> list[ocp.CheckpointManager]:
         due = []
@@ -116,7 +223,14 @@ class Checkpointer:
                 self._set_aside(bad_step, mgr)
             if step in mgr.all_steps():
                 continue
-            if not mgr.save(step, args=ocp.args.StandardSave(state)):
+            try:
+                started = mgr.save(step, args=ocp.args.StandardSave(state),
+                                   custom_metadata={DIGEST_KEY: leaf_digests(state)} if self.verify else None)
+            except Exception as error:  # noqa: BLE001 - this save, or the previous one still in flight, failed
+                self._started = self._started if self._started is not None else step
+                raise self._save_failed(error) from error
+            self._started = step
+            if not started:
                 raise CheckpointSaveError(
                     f"Saving step {step} to {self.workdir / mgr.directory.name} was refused by orbax (its saved "
                     f"steps are {sorted(mgr.all_steps())}); the run stopped rather than go on unsaved.")
@@ -136,9 +250,13 @@ class Checkpointer:
         mgr.reload()
 
     def wait(self) -> None:
-        """Block until asynchronous saves are on disk."""
-        self.periodic.wait_until_finished()
-        self.preemption.wait_until_finished()
+        """Block until asynchronous saves are on disk; a failed one raises `CheckpointSaveError`."""
+        for mgr in (self.periodic, self.preemption):
+            try:
+                mgr.wait_until_finished()
+                mgr.check_for_errors()
+            except Exception as error:  # noqa: BLE001 - any failure of a background save stops the run
+                raise self._save_failed(error) from error
 
     def latest_step(self) -> int | None:
         steps = list(self.periodic.all_steps()) + list(self.preemption.all_steps())
@@ -175,6 +293,8 @@ class Checkpointer:
             try:
                 state = mgr.restore(step, args=ocp.args.StandardRestore(abstract_state))
                 _check_restored(state, step)
+                if self.verify:
+                    _verify_digests(state, (mgr.metadata(step).custom_metadata or {}).get(DIGEST_KEY))
             except Exception as error:  # noqa: BLE001 - any failure to read a step means: skip it
                 logging.warning(corrupt_checkpoint_message(step, path, error))
                 self._bad.add((step, mgr.directory.name))
@@ -184,9 +304,11 @@ class Checkpointer:
         return None
 
     def close(self) -> None:
-        self.wait()
-        self.periodic.close()
-        self.preemption.close()
+        try:
+            self.wait()
+        finally:
+            self.periodic.close()
+            self.preemption.close()
 
 
 def _check_restored(state: Any, step: int) -> None:

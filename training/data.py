@@ -19,6 +19,7 @@ import ml_collections
 import numpy as np
 
 from training import datasets
+from training.errors import UsageError
 
 
 def center(x):
@@ -81,7 +82,7 @@ class Preprocess:
         if image.shape[:2] != (self.image_size, self.image_size):
             image = _resize(image, self.image_size, self.crop)
         if image.shape[-1] != self.num_channels:
-            raise ValueError(f"the data set's images have {image.shape[-1]} channels but "
+            raise UsageError(f"the data set's images have {image.shape[-1]} channels but "
                              f"data.num_channels is {self.num_channels}")
         return {"image": image, "label": label}
 
@@ -124,13 +125,13 @@ def make_pipeline(source, preprocess: Preprocess, *, batch_size: int, seed: int,
     the same whatever P (each example's randomness is seeded by its global position).
     """
     if batch_size <= 0:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
+        raise UsageError(f"batch_size must be positive, got {batch_size}")
     if num_hosts < 1 or not 0 <= host_index < num_hosts or batch_size % num_hosts:
-        raise ValueError(f"cannot split a batch of {batch_size} over {num_hosts} hosts as host {host_index}")
+        raise UsageError(f"cannot split a batch of {batch_size} over {num_hosts} hosts as host {host_index}")
     if num_hosts > 1 and not drop_remainder:
-        raise ValueError("per-host batches need drop_remainder=True (every host reads equal slices)")
+        raise UsageError("per-host batches need drop_remainder=True (every host reads equal slices)")
     if drop_remainder and len(source) < batch_size:
-        raise ValueError(f"batch_size {batch_size} exceeds the {len(source)} examples of the split")
+        raise UsageError(f"batch_size {batch_size} exceeds the {len(source)} examples of the split")
     # Independent 32-bit seeds for the shuffle and the per-example randomness.
     shuffle_seed, example_seed = (int(s) for s in np.random.SeedSequence(seed).generate_state(2))
     ds = grain.MapDataset.source(source)
@@ -231,7 +232,7 @@ def load_uint8_images(config: ml_collections.ConfigDict, split: str, *,
     """The first `max_examples` images of `split` in stored order, uint8 [N, H, W, C] at the config's
     image size (e.g. for FID reference statistics). Not defined for 2-D point data."""
     if datasets.is_point_dataset(config.data.dataset):
-        raise ValueError(f"data set {config.data.dataset!r} holds 2-D points, not images")
+        raise UsageError(f"data set {config.data.dataset!r} holds 2-D points, not images")
     source = open_split(config, split)
     select = preprocess_from_config(config, evaluation=True).select
     n = len(source) if max_examples is None else min(max_examples, len(source))

@@ -19,6 +19,8 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from training.data import open_split, preprocess_from_config
+from training.errors import UsageError
+from training.files import atomic_write_json
 from training.metrics import fingerprint_of
 
 PARAMS_DIR = "params"
@@ -97,17 +99,28 @@ def save(directory: str | pathlib.Path, params, info: dict) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     with ocp.StandardCheckpointer() as checkpointer:
         checkpointer.save(directory / PARAMS_DIR, params, force=True)
-    (directory / INFO_FILE).write_text(json.dumps(info, indent=2))
+    atomic_write_json(directory / INFO_FILE, info)
 
 
-def load(directory: str | pathlib.Path):
-    """The stored parameters, or None when `directory` holds no complete classifier."""
+def load(directory: str | pathlib.Path) -> tuple[dict, dict] | None:
+    """The stored parameters and record, or None when `directory` holds no complete classifier.
+    A damaged one (unreadable files, wrong shapes, non-finite weights) is reported and also
+    gives None, so that it is trained again and replaced."""
     directory = pathlib.Path(directory).absolute()
     if not (directory / INFO_FILE).exists() or not (directory / PARAMS_DIR).exists():
         return None
     abstract = jax.eval_shape(lambda: DigitsClassifier().init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 1)))["params"])
-    with ocp.StandardCheckpointer() as checkpointer:
-        return checkpointer.restore(directory / PARAMS_DIR, abstract)
+    try:
+        info = json.loads((directory / INFO_FILE).read_text())
+        with ocp.StandardCheckpointer() as checkpointer:
+            params = checkpointer.restore(directory / PARAMS_DIR, abstract)
+        if not all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(params)):
+            raise ValueError("non-finite weights")
+    except Exception as error:  # noqa: BLE001 - a cache: whatever is wrong with it, rebuild it
+        logging.warning("The digits classifier in %s is damaged (%s: %s); training it again",
+                        directory, type(error).__name__, " ".join(str(error).split())[:200])
+        return None
+    return params, info
 
 
 def _split_arrays(config: ml_collections.ConfigDict, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -126,10 +139,10 @@ def get_or_train(directory: str | pathlib.Path, config: ml_collections.ConfigDic
     Returns the feature extractor and its record (test accuracy, training steps).
     """
     if config.data.dataset != "digits":
-        raise ValueError(f"the digits classifier needs data.dataset='digits', got {config.data.dataset!r}")
+        raise UsageError(f"the digits classifier needs data.dataset='digits', got {config.data.dataset!r}")
     directory = pathlib.Path(directory)
-    params = load(directory)
-    if params is None:
+    stored = load(directory)
+    if stored is None:
         logging.info("Training the digits classifier for digits-FID into %s", directory)
         train_images, train_labels = _split_arrays(config, "train")
         test_images, test_labels = _split_arrays(config, "test")
@@ -137,5 +150,6 @@ def get_or_train(directory: str | pathlib.Path, config: ml_collections.ConfigDic
         info = {"test_accuracy": accuracy(params, test_images, test_labels), "steps": steps,
                 "feature_dim": FEATURE_DIM}
         save(directory, params, info)
-    info = json.loads((pathlib.Path(directory) / INFO_FILE).read_text())
+    else:
+        params, info = stored
     return DigitsFeatureExtractor(params), info

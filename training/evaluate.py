@@ -14,7 +14,6 @@ any other work.
 """
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 import time
@@ -27,7 +26,9 @@ from configs import builders
 from training import digits_classifier
 from training.data import build_dataset, get_data_inverse_scaler, load_uint8_images, open_split
 from training.datasets import is_point_dataset
+from training.errors import UsageError
 from training.experiment import Experiment, load_trained
+from training.files import atomic_write_json
 from training.inception import InceptionFeatureExtractor
 from training.likelihood import check_max_examples, split_likelihood
 from training.logging import save_image_grid, save_scatter
@@ -39,7 +40,7 @@ SUMMARY_DIR = "eval"
 FEATURE_EXTRACTORS = ("digits", "inception")
 
 
-class SplitError(ValueError):
+class SplitError(UsageError):
     """A data split named by a config key or an argument (`source`) cannot be read."""
 
     def __init__(self, source: str, split: str, dataset: str, reason: BaseException):
@@ -50,7 +51,7 @@ class SplitError(ValueError):
         return f"{self.source}={self.split!r} cannot be read from data set {self.dataset!r}: {self.reason}"
 
 
-class FeatureExtractorError(ValueError):
+class FeatureExtractorError(UsageError):
     """The feature space of FID/KID cannot be built (e.g. a missing or malformed weights file)."""
 
 
@@ -120,9 +121,7 @@ def split_bits_per_dim(config: ml_collections.ConfigDict, exp: Experiment, param
 
 
 def _write_json(path: pathlib.Path, record: dict) -> pathlib.Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2))
-    return path
+    return atomic_write_json(path, record)
 
 
 def sample_to_files(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,

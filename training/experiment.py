@@ -22,7 +22,7 @@ from jax.sharding import Mesh
 import models
 import sde_lib
 from configs import builders
-from training.checkpoint import Checkpointer
+from training.checkpoint import Checkpointer, NoCheckpointError
 from training.data import data_shape_of
 from training.sharding import make_mesh
 from training.state import Params, TrainState, abstract_train_state, init_sharded_state
@@ -81,11 +81,13 @@ def build_experiment(config: ml_collections.ConfigDict, data_shape: tuple[int, .
                       continuous=config.training.continuous)
 
 
-def checkpointer_for(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> Checkpointer:
-    """The workdir's checkpoints with the config's retention and save frequencies."""
+def checkpointer_for(config: ml_collections.ConfigDict, workdir: pathlib.Path, *,
+                     writable: bool = True) -> Checkpointer:
+    """The workdir's checkpoints with the config's retention and save frequencies; a reader's
+    (`writable=False`) creates no folders."""
     t = config.training
     return Checkpointer(workdir, keep=t.keep_checkpoints, snapshot_freq=t.snapshot_freq,
-                        preemption_freq=t.snapshot_freq_for_preemption)
+                        preemption_freq=t.snapshot_freq_for_preemption, writable=writable)
 
 
 def make_score_fn(sde: sde_lib.SDE, model: nn.Module, params: Params, *, continuous: bool,
@@ -100,19 +102,23 @@ def load_trained(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
 
     The state is restored into its abstract pytree (nothing is allocated before the read); the
     data shape comes from the config, so only the checkpoint is needed, not the training split.
-    Raises FileNotFoundError naming the workdir when there is nothing to restore.
+    Raises `NoCheckpointError` (a FileNotFoundError) naming the workdir when there is nothing
+    intact to restore; creates nothing.
     """
     workdir = pathlib.Path(workdir)
     exp = build_experiment(config, data_shape_of(config))
-    ckpt = checkpointer_for(config, workdir)
+    ckpt = checkpointer_for(config, workdir, writable=False)
     try:
         state = ckpt.restore_latest(exp.abstract_state(), max_step=step or None)
     finally:
         ckpt.close()
+    if state is None and ckpt.corrupt_steps:
+        raise NoCheckpointError(f"no intact checkpoint in {workdir.absolute()}: {', '.join(ckpt.corrupt_steps)} "
+                                "are partial or corrupt")
     if state is None:
-        raise FileNotFoundError(f"no checkpoint to restore in {workdir.absolute()} (looked in checkpoints/ and "
+        raise NoCheckpointError(f"no checkpoint to restore in {workdir.absolute()} (looked in checkpoints/ and "
                                 "checkpoints-meta/); train first with `score-sde train`")
     if step and int(state.step) != step:
-        raise FileNotFoundError(f"no good checkpoint at step {step} in {workdir.absolute()}; "
+        raise NoCheckpointError(f"no good checkpoint at step {step} in {workdir.absolute()}; "
                                 f"the newest one before it is step {int(state.step)}")
     return exp, state

@@ -1,6 +1,9 @@
 """Run outputs: metrics as JSON lines and TensorBoard events, sample grids, the loss curve.
 
 Only process 0 writes; the others get a writer that does nothing, so callers need no checks.
+The log is crash-safe: a writer resuming at step k keeps only the records up to k (a killed run
+may have logged steps it never saved) and drops a torn last line (a full disk); TensorBoard is
+told to discard its events from step k + 1 on (`purge_step`), so both show one curve.
 """
 from __future__ import annotations
 
@@ -11,7 +14,10 @@ from collections.abc import Mapping
 
 import jax
 import numpy as np
+from absl import logging
 from PIL import Image
+
+from training.files import atomic_write_text
 
 METRICS_FILE = "metrics.jsonl"
 LOSS_PLOT_FILE = "loss.png"
@@ -60,12 +66,35 @@ def save_scatter(path: str | pathlib.Path, points: np.ndarray) -> pathlib.Path:
     return path
 
 
+def _parse(line: str) -> dict | None:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("step"), int) else None
+
+
 def read_metrics(workdir: str | pathlib.Path) -> list[dict]:
-    """All records of `workdir/metrics.jsonl` (one JSON object per line)."""
+    """All records of `workdir/metrics.jsonl` (one JSON object per line); a torn or garbled line
+    (a crash or a full disk while writing it) is skipped."""
     path = pathlib.Path(workdir) / METRICS_FILE
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = (_parse(line) for line in path.read_text(errors="replace").splitlines() if line.strip())
+    return [r for r in records if r is not None]
+
+
+def truncate_metrics(workdir: str | pathlib.Path, last_step: int) -> None:
+    """Keep only the well-formed records of steps <= `last_step` (rewritten atomically)."""
+    path = pathlib.Path(workdir) / METRICS_FILE
+    if not path.exists():
+        return
+    lines = path.read_text(errors="replace").splitlines()
+    kept = [line for line in lines if (r := _parse(line)) is not None and r["step"] <= last_step]
+    if len(kept) != len([line for line in lines if line.strip()]):
+        logging.info("metrics.jsonl: kept %d records up to step %d, dropped %d (logged after the restored "
+                     "step, or torn)", len(kept), last_step, len(lines) - len(kept))
+        atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
 def plot_loss_curve(workdir: str | pathlib.Path, key: str = "loss") -> pathlib.Path | None:
@@ -96,15 +125,19 @@ def plot_loss_curve(workdir: str | pathlib.Path, key: str = "loss") -> pathlib.P
 class MetricWriter:
     """Scalars to `metrics.jsonl` and TensorBoard (tensorboardX), images to PNG and TensorBoard."""
 
-    def __init__(self, workdir: str | pathlib.Path, *, tensorboard: bool = True):
+    def __init__(self, workdir: str | pathlib.Path, *, tensorboard: bool = True, start_step: int | None = None):
+        """`start_step`: the step a run (re)starts from; later records of an earlier run are dropped."""
         self.workdir = pathlib.Path(workdir)
         self.active = jax.process_index() == 0
         self._tb = None
         if self.active:
             self.workdir.mkdir(parents=True, exist_ok=True)
+            if start_step is not None:
+                truncate_metrics(self.workdir, start_step)
             if tensorboard:
                 from tensorboardX import SummaryWriter
-                self._tb = SummaryWriter(str(self.workdir / "tensorboard"))
+                purge = {"purge_step": start_step + 1} if start_step is not None else {}
+                self._tb = SummaryWriter(str(self.workdir / "tensorboard"), **purge)
 
     def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
         if not self.active:

@@ -14,6 +14,8 @@ import numpy as np
 from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from training.errors import UsageError
+
 DATA_AXIS = "data"
 
 _COORDINATOR_ENV = "JAX_COORDINATOR_ADDRESS"
@@ -32,7 +34,7 @@ def maybe_initialize_distributed() -> bool:
     if os.environ.get(_COORDINATOR_ENV):
         missing = [k for k in (_NUM_PROCESSES_ENV, _PROCESS_ID_ENV) if not os.environ.get(k)]
         if missing:
-            raise ValueError(f"{_COORDINATOR_ENV} is set but {missing} are not; set all three for a multi-host run")
+            raise UsageError(f"{_COORDINATOR_ENV} is set but {missing} are not; set all three for a multi-host run")
         jax.distributed.initialize(
             coordinator_address=os.environ[_COORDINATOR_ENV],
             num_processes=int(os.environ[_NUM_PROCESSES_ENV]),
@@ -68,12 +70,12 @@ def check_batch_size(batch_size: int, mesh: Mesh, *, grad_accum_steps: int = 1) 
     """The global batch must split evenly over devices and hosts, and each of the
     `grad_accum_steps` micro-batches over the devices."""
     if batch_size % mesh.size:
-        raise ValueError(f"batch size {batch_size} is not divisible by the {mesh.size} devices of the mesh")
+        raise UsageError(f"batch size {batch_size} is not divisible by the {mesh.size} devices of the mesh")
     if batch_size % (mesh.size * grad_accum_steps):
-        raise ValueError(f"batch size {batch_size} does not split into {grad_accum_steps} micro-batches "
+        raise UsageError(f"batch size {batch_size} does not split into {grad_accum_steps} micro-batches "
                          f"(training.grad_accum_steps) over the {mesh.size} devices of the mesh")
     if batch_size % jax.process_count():
-        raise ValueError(f"batch size {batch_size} is not divisible by the {jax.process_count()} processes")
+        raise UsageError(f"batch size {batch_size} is not divisible by the {jax.process_count()} processes")
 
 
 def shard_batch(batch, sharding: NamedSharding, batch_axis: int = 0):

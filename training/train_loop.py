@@ -23,14 +23,18 @@ from tqdm import tqdm
 
 from configs import builders
 from configs.validate import flatten_keys
+from training.checkpoint import Checkpointer
 from training.data import build_dataset, data_shape_of, get_data_inverse_scaler, iterate_batches
-from training.experiment import build_experiment, checkpointer_for
+from training.errors import UsageError, UserError
+from training.experiment import Experiment, build_experiment, checkpointer_for
+from training.files import atomic_write_json, atomic_write_text
 from training.logging import MetricWriter, plot_loss_curve
 from training.preemption import PreemptionWatch
 from training.sampling import make_sample_fn
 from training.sharding import batch_sharding, check_batch_size, shard_batch, shard_host_batch
 from training.state import TrainState
 from training.train_step import jit_train_steps, make_eval_step, make_objective, make_train_step
+from training.workdir_lock import WorkdirLock
 
 CONFIG_FILE = "config.json"
 
@@ -46,12 +50,16 @@ _STATE_KEYS = frozenset({"data.dataset", "data.image_size", "data.num_channels",
 _STATE_SWITCHES = {"optim.weight_decay": lambda v: v > 0, "optim.grad_clip": lambda v: v >= 0}
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(UserError, RuntimeError):
     """Training produced a NaN or infinite loss or gradient norm; the run stops without saving."""
 
 
-class ResumeConfigError(ValueError):
+class ResumeConfigError(UserError, ValueError):
     """The workdir holds a run whose config builds another train state than the new config."""
+
+
+class AllCheckpointsCorruptError(UserError, RuntimeError):
+    """Steps were saved in the workdir but none restores: starting again at 0 would lose the run."""
 
 
 def non_finite_message(step: int, value: float, last_checkpoint: int | None, workdir: pathlib.Path, *,
@@ -103,10 +111,10 @@ def check_resume_config(config: ml_collections.ConfigDict, workdir: pathlib.Path
 def _check_frequencies(t: ml_collections.ConfigDict) -> None:
     n = t.n_jitted_steps
     if n < 1:
-        raise ValueError(f"training.n_jitted_steps must be at least 1, got {n}")
+        raise UsageError(f"training.n_jitted_steps must be at least 1, got {n}")
     for key in ("log_freq", "eval_freq", "snapshot_freq", "snapshot_freq_for_preemption"):
         if t[key] % n:
-            raise ValueError(f"training.{key}={t[key]} must be a multiple of training.n_jitted_steps={n}")
+            raise UsageError(f"training.{key}={t[key]} must be a multiple of training.n_jitted_steps={n}")
 
 
 def _crossed(step: int, n: int, freq: int) -> bool:
@@ -115,32 +123,62 @@ def _crossed(step: int, n: int, freq: int) -> bool:
 
 
 def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, max_steps: int | None = None,
-          time_budget_s: float | None = None, progress: bool = True) -> TrainState:
+          time_budget_s: float | None = None, progress: bool = True, restart_from_scratch: bool = False) -> TrainState:
     """Train (or resume training) until `config.training.n_iters` optimiser steps.
 
     `max_steps` stops earlier at that step, `time_budget_s` after that much wall time (both
-    save a checkpoint first). Raises `NonFiniteLossError` (without saving) on a NaN/inf loss or
-    gradient norm, and `ResumeConfigError` (touching nothing) when the workdir holds a run of a
-    config that builds another train state.
+    save a checkpoint first; so do SIGTERM and a first Ctrl-C). Raises `NonFiniteLossError`
+    (without saving) on a NaN/inf loss or gradient norm, `CheckpointSaveError` at once when a
+    save fails (a full disk), and, touching nothing, `ResumeConfigError` when the workdir holds a
+    run of a config that builds another train state, `WorkdirLockedError` when another process
+    trains there, `AllCheckpointsCorruptError` when no saved step restores (`restart_from_scratch`
+    sets them aside and starts at step 0 instead).
     """
     workdir = pathlib.Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     check_resume_config(config, workdir)
     t = config.training
     _check_frequencies(t)
-    n = t.n_jitted_steps
+    # The data and the batch split first: a bad data set or batch size creates nothing.
     exp = build_experiment(config, data_shape_of(config))
     check_batch_size(t.batch_size, exp.mesh, grad_accum_steps=t.grad_accum_steps)
     # Each process reads and decodes only its rows of every global batch.
     ds = build_dataset(config, "train", batch_size=t.batch_size, seed=config.seed, shuffle=True,
                        num_hosts=jax.process_count(), host_index=jax.process_index())
+    workdir.mkdir(parents=True, exist_ok=True)
+    with WorkdirLock(workdir) if jax.process_index() == 0 else contextlib.nullcontext():
+        check_resume_config(config, workdir)  # again, now that no other writer can change it
+        return _train_locked(config, workdir, ds, exp, max_steps=max_steps, time_budget_s=time_budget_s,
+                             progress=progress, restart_from_scratch=restart_from_scratch)
 
-    ckpt = checkpointer_for(config, workdir)
+
+def _restore_or_init(exp: Experiment, ckpt: Checkpointer, workdir: pathlib.Path, restart_from_scratch: bool):
+    """The newest intact state, or a fresh one; refuses (`AllCheckpointsCorruptError`) when steps
+    were saved but none restores, unless told to start over."""
     state = ckpt.restore_latest(exp.abstract_state())
-    if state is None:
-        state, _ = exp.init_state()
+    if state is None and ckpt.corrupt_steps:
+        if not restart_from_scratch:
+            ckpt.close()
+            raise AllCheckpointsCorruptError(
+                f"every checkpoint in {workdir} is partial or corrupt ({', '.join(ckpt.corrupt_steps)}); nothing "
+                "was changed. To start over at step 0 deliberately, rerun with --restart_from_scratch (they are "
+                "kept as <step>.corrupt), or train in a new workdir.")
+        logging.warning("Starting over at step 0: setting aside the corrupt steps %s", ckpt.corrupt_steps)
+        ckpt.set_aside_corrupt()
+    return state if state is not None else exp.init_state()[0]
+
+
+def _train_locked(config: ml_collections.ConfigDict, workdir: pathlib.Path, ds, exp: Experiment, *,
+                  max_steps: int | None, time_budget_s: float | None, progress: bool,
+                  restart_from_scratch: bool) -> TrainState:
+    """`train` once the data and experiment are built and the workdir is locked."""
+    t = config.training
+    n = t.n_jitted_steps
+    ckpt = checkpointer_for(config, workdir)
     if jax.process_index() == 0:
-        (workdir / CONFIG_FILE).write_text(config.to_json_best_effort(indent=2))
+        ckpt.remove_partial_saves()
+    state = _restore_or_init(exp, ckpt, workdir, restart_from_scratch)
+    if jax.process_index() == 0:
+        atomic_write_text(workdir / CONFIG_FILE, config.to_json_best_effort(indent=2))
     step = int(jax.device_get(state.step))
     stop_at = t.n_iters if max_steps is None else min(t.n_iters, max_steps)
     logging.info("Training from step %d to %d on %d device(s); workdir %s", step, stop_at, exp.mesh.size, workdir)
@@ -167,7 +205,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, max
                                    exp.mesh, continuous=continuous, precond=exp.precond)
         inverse_scaler = get_data_inverse_scaler(config)
 
-    writer = MetricWriter(workdir)
+    writer = MetricWriter(workdir, start_step=step)
     lr_schedule = builders.learning_rate_schedule(config.optim.lr, config.optim.warmup)
     pending: list[tuple[int, dict]] = []
     window_start, window_steps = time.time(), 0
@@ -206,7 +244,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, max
     # Batches are read ahead on threads (and data.num_workers processes) in step order, so the
     # data stay a function of (seed, step) and a resumed run reads what it would have read.
     # Closed on the way out, so reader threads and worker processes end with the loop.
-    with PreemptionWatch() as preemption, \
+    with PreemptionWatch() as preemption, contextlib.closing(bar), contextlib.closing(writer), \
             contextlib.closing(iterate_batches(ds, start_step=step, num_workers=config.data.num_workers)) as batches_ahead:
         while step < stop_at:
             batches = [next(batches_ahead) for _ in range(n)]  # ds[step], ..., ds[step + n - 1]
@@ -228,6 +266,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, max
                 writer.write_scalars(step, {"eval_loss": float(eval_loss)})
             if saving:
                 ckpt.maybe_save(step, state, force=last)
+            ckpt.check()  # a failed background save stops the run now, not at the next save
             if sample_fn is not None and _crossed(step, n, t.snapshot_freq):
                 samples, _ = sample_fn(state.ema_params, jax.random.fold_in(exp.keys.sample, step))
                 samples = np.asarray(samples)[:num_samples]
@@ -244,5 +283,5 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, max
     writer.close()
     if jax.process_index() == 0:
         plot_loss_curve(workdir)
-        (workdir / "train_summary.json").write_text(json.dumps({"step": step, "seconds": time.time() - start}))
+        atomic_write_json(workdir / "train_summary.json", {"step": step, "seconds": time.time() - start})
     return state

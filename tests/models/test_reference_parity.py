@@ -10,9 +10,9 @@ from flax.traverse_util import flatten_dict
 
 import models
 import sde_lib
+from configs import builders
 from models import convert
 from models.ncsnv2 import NCSNv2
-from training import builders
 
 TOLERANCE = 1e-5
 FLAX2021 = ["ve", "vp", "ddpm", "cat", "resid"]

@@ -123,5 +123,25 @@ def test_modes_are_registered_for_the_main_cli():
 
     assert set(app.APPLICATION_MODES) == {"denoise", "edit", "encode", "decode", "interpolate", "anomaly"}
     for name, mode in app.APPLICATION_MODES.items():
-        assert MODES[name] is mode
+        assert MODES[name].run is mode
     assert pathlib.Path(app.__file__).name == "application_modes.py"
+
+
+def test_denoise_returns_noise_free_inputs_unchanged_and_never_writes_nan(run, tmp_path):
+    config, workdir, _ = run
+    inputs = np.full((2, 8, 8, 1), 0.25, np.float32)  # input 0 is flat: its estimated noise level is 0
+    inputs[1] += 0.3 * np.random.default_rng(1).standard_normal((8, 8, 1)).astype(np.float32)
+    np.savez(tmp_path / "inputs.npz", images=inputs)
+    summary = app.denoise_inputs(config, workdir, tmp_path / "inputs.npz", output_dir=tmp_path / "out")
+    assert summary["unchanged_inputs"] == [0] and summary["sigma"][0] == 0.0 and summary["sigma"][1] > 0.1
+    denoised = np.load(tmp_path / "out" / "denoised.npz")["images"]
+    np.testing.assert_array_equal(denoised[0], inputs[0])
+    assert np.isfinite(denoised).all() and not np.array_equal(denoised[1], inputs[1])
+
+
+def test_a_non_finite_output_is_refused_before_it_is_written(tmp_path):
+    from training.errors import UserError
+
+    with pytest.raises(UserError, match=r"^the denoised of input 1 \(1 in all\) came out NaN or infinite"):
+        app.save_array(tmp_path / "out", "denoised", np.array([[1.0, 2.0], [np.nan, 0.0]]), None)
+    assert not (tmp_path / "out").exists()

@@ -126,15 +126,15 @@ def test_a_changed_model_is_refused_with_a_message_and_nothing_is_touched(workdi
 
 @pytest.mark.parametrize("mode, extra, message", [
     ("evaluate", ["--config.eval.fid_dataset=tset"],
-     "score-sde: eval.fid_dataset='tset' cannot be read from data set 'digits': Unknown split 'tset'."),
+     "score-sde evaluate: eval.fid_dataset='tset' cannot be read from data set 'digits': Unknown split 'tset'."),
     ("evaluate", ["--config.eval.enable_sampling=false", "--split=tset"],
-     "score-sde: --split='tset' cannot be read from data set 'digits': Unknown split 'tset'."),
+     "score-sde evaluate: --split='tset' cannot be read from data set 'digits': Unknown split 'tset'."),
     ("likelihood", ["--config.eval.bpd_dataset=validation"],
-     "score-sde: eval.bpd_dataset='validation' cannot be read from data set 'digits': Unknown split 'validation'."),
+     "score-sde likelihood: eval.bpd_dataset='validation' cannot be read from data set 'digits': Unknown split 'validation'."),
 ])
 def test_a_misspelled_split_is_named_before_any_work(workdir, mode, extra, message):
     result = score_sde(mode, workdir, *extra)
-    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith(message), result.stderr
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith(message), result.stderr
 
 
 @pytest.mark.parametrize("weights, message", [
@@ -149,7 +149,7 @@ def test_evaluate_with_inception_names_a_missing_weights_file(workdir, weights, 
 
     before = written()
     result = score_sde("evaluate", workdir, *extra)
-    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith(message), result.stderr
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith(message), result.stderr
     assert written() == before
 
 
@@ -174,7 +174,7 @@ def test_encode_writes_latents_and_reconstruction(workdir, tmp_path):
 def test_bad_override_fails_before_any_work(tmp_path, override, message):
     workdir = tmp_path / "never"
     result = score_sde("train", workdir, override, overrides=())
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == message
     assert not workdir.exists()
 

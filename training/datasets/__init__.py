@@ -16,6 +16,7 @@ from training.datasets.digits import Digits
 from training.datasets.embedded import EMBEDDED, default_cache_dir, embedded_builder, embedded_source
 from training.datasets.image_folder import ImageFolder, center_crop_resize
 from training.datasets.toy2d import Toy2d
+from training.errors import UsageError
 
 IMAGE_FOLDER = "image_folder"
 
@@ -38,7 +39,7 @@ def open_source(name: str, split: str, *, data_dir: str | pathlib.Path | None, i
         return embedded_source(name, split, data_dir)
     if name == IMAGE_FOLDER:
         if data_dir is None:
-            raise ValueError("data.dataset='image_folder' needs data.data_dir set to the folder of images")
+            raise UsageError("data.dataset='image_folder' needs data.data_dir set to the folder of images")
         return ImageFolder(data_dir, split, image_size, num_channels)
     return catalog_source(name, split, data_dir)
 
