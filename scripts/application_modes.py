@@ -281,7 +281,7 @@ flags.DEFINE_integer("posterior_samples", 0, "denoise: posterior samples per inp
 flags.DEFINE_float("strength", 0.5, "edit: t0 / T in [0, 1].")
 flags.DEFINE_string("mask", None, "edit: PNG / .npz mask, 1 (white) where the input is kept.")
 flags.DEFINE_integer("interp_num", 8, "interpolate: points per path, end points included.")
-flags.DEFINE_string("labels", None, "anomaly: .npz with labels [B] (1 = anomaly) for the AUROC.")
+# --labels (anomaly: an .npz of labels [B], 1 = anomaly, for the AUROC) is defined with sample's in train_modes.
 flags.DEFINE_list("anomaly_times", ["0.02", "0.05", "0.1", "0.2", "0.4"], "anomaly: noise levels t.")
 flags.DEFINE_integer("anomaly_draws", 4, "anomaly: noise draws per level.")
 flags.DEFINE_enum("anomaly_score", "denoising_error", ANOMALY_SCORES, "anomaly: which score to compute.")

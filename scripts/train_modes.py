@@ -1,4 +1,6 @@
-"""CLI modes of the training side: train, sample, likelihood, evaluate, train_classifier, demo.
+"""CLI modes of the training side: train, sample, likelihood, evaluate, train_classifier (the
+digits-FID feature classifier), train_guidance_classifier (the noise-conditional classifier of
+classifier guidance), demo.
 
 Each mode is a thin adapter: flags in, a library call (`training.train_loop`,
 `training.evaluation`, `training.digits_classifier`), files and a JSON summary out.
@@ -33,6 +35,9 @@ flags.DEFINE_string("classifier_dir", None, "evaluate/train_classifier/demo: whe
 flags.DEFINE_string("reference_cache_dir", None, "evaluate: where features of FID/KID's reference images are "
                     "cached per extractor and data (default $SCORE_SDE_CACHE/fid_reference; '' disables).")
 flags.DEFINE_float("demo_train_minutes", 6.0, "demo: training time budget in minutes.")
+flags.DEFINE_string("labels", None, "sample: class labels of the samples, e.g. '3,7' (cycled over --num_samples) "
+                    "or 'all' (every class in turn), under sampling.guidance; needs model.num_classes > 0 or "
+                    "classifier guidance. anomaly: an .npz with labels [B] (1 = anomaly) for the AUROC.")
 
 FLAGS = flags.FLAGS
 
@@ -86,33 +91,102 @@ def train_mode(config, workdir: pathlib.Path) -> int:
     return 0
 
 
-def sample_to_files(config: ml_collections.ConfigDict, workdir: pathlib.Path, num_samples: int | None) -> dict:
-    """Samples of the newest checkpoint's EMA parameters as `samples/<method>_step<k>.{png,npz}`."""
+def label_count(config: ml_collections.ConfigDict) -> int:
+    """The number of classes that `--labels` may name (0: the model takes no labels)."""
+    if config.sampling.guidance == "classifier":
+        return config.classifier.num_classes or config.model.num_classes
+    return config.model.num_classes
+
+
+def parse_labels(spec: str, num_classes: int, num_samples: int) -> np.ndarray:
+    """`--labels` ('3,7' or 'all') as `[num_samples]` ints cycling over the named classes."""
+    if num_classes == 0:
+        raise ValueError("--labels needs a class-conditional model (model.num_classes > 0) or "
+                         "sampling.guidance='classifier'")
+    if spec.strip() == "all":
+        classes = list(range(num_classes))
+    else:
+        try:
+            classes = [int(part) for part in spec.split(",")]
+        except ValueError:
+            raise ValueError(f"--labels must be 'all' or comma-separated class numbers, got {spec!r}") from None
+    bad = [c for c in classes if not 0 <= c < num_classes]
+    if bad:
+        raise ValueError(f"--labels {bad} outside the model's classes 0..{num_classes - 1}")
+    return np.resize(np.asarray(classes, np.int32), num_samples)
+
+
+def sampling_guidance(config: ml_collections.ConfigDict, workdir: pathlib.Path):
+    """`(Guidance, classifier params or None)` of `sampling.guidance`; the classifier of classifier
+    guidance is the one trained in `workdir` by `train_guidance_classifier`."""
+    from training.conditioning import Guidance
+
+    s = config.sampling
+    if s.guidance != "classifier":
+        return Guidance(s.guidance, s.guidance_weight), None
+    from training.guidance_classifier import load_guidance_classifier
+
+    classifier, params = load_guidance_classifier(config, workdir)
+    return Guidance("classifier", s.guidance_weight, classifier), params
+
+
+def sample_to_files(config: ml_collections.ConfigDict, workdir: pathlib.Path, num_samples: int | None,
+                    labels: str | None = None) -> dict:
+    """Samples of the newest checkpoint's EMA parameters as `samples/<method>_step<k>.{png,npz}`;
+    with `labels` ('3,7' or 'all') class-conditional samples under `sampling.guidance`."""
     from training.data import get_data_inverse_scaler
     from training.evaluation import generate_samples, load_trained
     from training.logging import save_image_grid, save_scatter
 
+    num = num_samples or config.sampling.batch_size
+    label_array = None if labels is None else parse_labels(labels, label_count(config), num)
+    guidance, classifier_params = sampling_guidance(config, workdir) if labels is not None else (None, None)
     exp, state = load_trained(config, workdir, step=config.eval.checkpoint)
     step = int(jax.device_get(state.step))
-    num = num_samples or config.sampling.batch_size
     start = time.time()
     samples, nfe = generate_samples(exp, state.ema_params, num, jax.random.fold_in(exp.keys.sample, step),
                                     batch_size=config.sampling.batch_size,
-                                    inverse_scaler=get_data_inverse_scaler(config))
+                                    inverse_scaler=get_data_inverse_scaler(config), labels=label_array,
+                                    guidance=guidance, classifier_params=classifier_params)
     seconds = time.time() - start
     stem = workdir / "samples" / f"{config.sampling.method}_step{step}"
     stem.parent.mkdir(parents=True, exist_ok=True)
     picture = save_scatter(stem.with_suffix(".png"), samples) if samples.ndim == 2 else \
         save_image_grid(stem.with_suffix(".png"), samples)
-    np.savez(stem.with_suffix(".npz"), samples=samples, nfe=nfe, step=step)
-    return {"step": step, "num_samples": int(len(samples)), "nfe": nfe, "seconds": seconds,
-            "sampler": config.sampling.method, "png": str(picture.absolute()),
-            "npz": str(stem.with_suffix(".npz").absolute())}
+    extra = {} if label_array is None else {"labels": label_array}
+    np.savez(stem.with_suffix(".npz"), samples=samples, nfe=nfe, step=step, **extra)
+    record = {"step": step, "num_samples": int(len(samples)), "nfe": nfe, "seconds": seconds,
+              "sampler": config.sampling.method, "png": str(picture.absolute()),
+              "npz": str(stem.with_suffix(".npz").absolute())}
+    if label_array is not None:
+        record.update({"labels": sorted(set(label_array.tolist())), "guidance": config.sampling.guidance,
+                       "guidance_weight": config.sampling.guidance_weight})
+    return record
 
 
 @register_mode("sample")
 def sample_mode(config, workdir: pathlib.Path) -> int:
-    _report(sample_to_files(_require(config, "sample"), workdir, FLAGS.num_samples))
+    config = _require(config, "sample")
+    try:
+        record = sample_to_files(config, workdir, FLAGS.num_samples, FLAGS.labels)
+    except (ValueError, FileNotFoundError) as error:
+        raise SystemExit(f"score-sde sample: {error}") from error
+    _report(record)
+    return 0
+
+
+@register_mode("train_guidance_classifier")
+def train_guidance_classifier_mode(config, workdir: pathlib.Path) -> int:
+    """Train the noise-conditional classifier of classifier guidance on the config's SDE and data
+    into `<workdir>/guidance_classifier`; report its test accuracy at several noise levels."""
+    from training.guidance_classifier import train_guidance_classifier
+
+    config = _require(config, "train_guidance_classifier")
+    try:
+        record = train_guidance_classifier(config, workdir)
+    except ValueError as error:
+        raise SystemExit(f"score-sde train_guidance_classifier: {error}") from error
+    _report({"workdir": str(workdir.absolute()), **record})
     return 0
 
 

@@ -28,6 +28,7 @@ from jax.sharding import Mesh
 
 import models
 import sde_lib
+from training.conditioning import Guidance, guided_score_fn
 from training.sharding import batch_sharding, replicated, shard_batch
 
 Params = object
@@ -57,20 +58,24 @@ def make_score_fn(sde: sde_lib.SDE, model: nn.Module, params: Params, *, continu
 
 
 def make_sample_fn(sampler, sde: sde_lib.SDE, model: nn.Module, shape: tuple[int, ...], mesh: Mesh, *,
-                   continuous: bool, precond: sde_lib.Preconditioning | None
-                   ) -> Callable[[Params, jax.Array], tuple[jax.Array, jax.Array]]:
-    """Jitted `sample(params, rng) -> (samples: shape, nfe)`; the prior draw is split along the
-    mesh's data axis, so the whole chain runs data-parallel."""
+                   continuous: bool, precond: sde_lib.Preconditioning | None, guidance: Guidance | None = None
+                   ) -> Callable[..., tuple[jax.Array, jax.Array]]:
+    """Jitted `sample(params, rng, labels=None, classifier_params=None) -> (samples: shape, nfe)`;
+    the prior draw is split along the mesh's data axis, so the whole chain runs data-parallel.
+    `labels: [B]` (traced) select the classes under `guidance` (`training.conditioning`)."""
+    guidance = guidance or Guidance()
 
-    def sample(params, rng):
+    def sample(params, rng, labels=None, classifier_params=None):
         prior_key, chain_key = jax.random.split(rng)
         x_init = jax.lax.with_sharding_constraint(sde.prior_sampling(prior_key, shape), batch_sharding(mesh))
-        score_fn = make_score_fn(sde, model, params, continuous=continuous, precond=precond)
+        score_fn = guided_score_fn(sde, model, params, labels, guidance, continuous=continuous, precond=precond,
+                                   classifier_params=classifier_params)
         samples, nfe = sampler(chain_key, score_fn, shape, x_init=x_init, t_init=sde.T)
         return samples, jnp.asarray(nfe)
 
-    return jax.jit(sample, in_shardings=(replicated(mesh), replicated(mesh)),
-                   out_shardings=(batch_sharding(mesh), replicated(mesh)))
+    jitted = jax.jit(sample, in_shardings=(replicated(mesh), replicated(mesh), batch_sharding(mesh), replicated(mesh)),
+                     out_shardings=(batch_sharding(mesh), replicated(mesh)))
+    return lambda params, rng, labels=None, classifier_params=None: jitted(params, rng, labels, classifier_params)
 
 
 def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
@@ -136,9 +141,11 @@ def load_trained(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
 
 
 def generate_samples(exp, params: Params, num_samples: int, rng: jax.Array, *, batch_size: int,
-                     inverse_scaler: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, int]:
+                     inverse_scaler: Callable[[np.ndarray], np.ndarray], labels: np.ndarray | None = None,
+                     guidance: Guidance | None = None, classifier_params=None) -> tuple[np.ndarray, int]:
     """`num_samples` samples of the config's sampler with `params`, in data space ([0, 1] for
-    images), drawn `batch_size` at a time; batch i uses `fold_in(rng, i)`. Returns (samples, nfe)."""
+    images), drawn `batch_size` at a time; batch i uses `fold_in(rng, i)`. Returns (samples, nfe).
+    `labels: [num_samples]` ints make sample i one of class `labels[i]` (see `make_sample_fn`)."""
     from training import builders
 
     config = exp.config
@@ -146,10 +153,14 @@ def generate_samples(exp, params: Params, num_samples: int, rng: jax.Array, *, b
     batch_size = min(batch_size, num_samples)
     batch_size += -batch_size % exp.mesh.size
     sample_fn = make_sample_fn(sampler, exp.sde, exp.model, (batch_size, *exp.data_shape), exp.mesh,
-                               continuous=config.training.continuous, precond=exp.precond)
+                               continuous=config.training.continuous, precond=exp.precond, guidance=guidance)
+    if labels is not None:
+        labels = np.asarray(labels, np.int32)
+        labels = np.concatenate([labels, np.repeat(labels[-1:], -len(labels) % batch_size)])
     chunks, nfe = [], 0
     for i in range(-(-num_samples // batch_size)):
-        samples, nfe = sample_fn(params, jax.random.fold_in(rng, i))
+        batch_labels = None if labels is None else labels[i * batch_size:(i + 1) * batch_size]
+        samples, nfe = sample_fn(params, jax.random.fold_in(rng, i), batch_labels, classifier_params)
         chunks.append(np.asarray(inverse_scaler(np.asarray(samples))))
     out = np.concatenate(chunks)[:num_samples]
     if out.ndim == 4:
@@ -242,7 +253,10 @@ def bits_per_dim_over_split(exp, params: Params, split: str, rng: jax.Array, *,
     Images: uniformly dequantised 8-bit data (Theis et al. 2016; always, as in the 2021 code,
     whatever `data.uniform_dequantization` says for training), bits/dim with the bin width of the
     model's data range (2/256 if `data.centered`, else 1/256; `samplers.likelihood.bits_per_dim`).
-    Returns {"bpd", "bpd_stderr", "bpd_median", "num_examples", "nfe", "bin_width", "dequantization"}.
+    Returns {"bpd", "bpd_stderr", "bpd_median", "num_examples", "nfe", "bin_width", "dequantization"} and
+    the failure counts "num_solves", "num_failed_solves" (batch solves stopped at `sampling.max_steps`),
+    "num_unsolved_examples" and "num_nonfinite_examples": those examples are left out of the
+    statistics (never averaged in), and "num_examples" counts the others.
     2-D point data are continuous: nats/dim without dequantisation, returned as
     {"nll_nats_per_dim", "nll_nats_per_dim_stderr", "num_examples", "nfe", "unit"} (no "bpd").
     Divergence by Hutchinson with `eval.num_probes` Rademacher probes; batch i uses
@@ -267,13 +281,14 @@ def bits_per_dim_over_split(exp, params: Params, split: str, rng: jax.Array, *,
         score_fn = make_score_fn(exp.sde, exp.model, params, continuous=config.training.continuous,
                                  precond=exp.precond)
         out = likelihood.log_likelihood(key, exp.sde, score_fn, x, num_probes=config.eval.num_probes,
-                                        rtol=config.sampling.rtol, atol=config.sampling.atol)
-        return out.logp, out.nfe
+                                        rtol=config.sampling.rtol, atol=config.sampling.atol,
+                                        max_steps=config.sampling.max_steps)
+        return out.logp, out.nfe, out.solved
 
     mesh = exp.mesh
     nll_fn = jax.jit(nll, in_shardings=(replicated(mesh), batch_sharding(mesh), replicated(mesh)),
-                     out_shardings=(batch_sharding(mesh), replicated(mesh)))
-    logps, nfes, remaining = [], [], max_examples or float("inf")
+                     out_shardings=(batch_sharding(mesh), replicated(mesh), replicated(mesh)))
+    logps, nfes, unsolved, unsolved_batches, remaining = [], [], [], [], max_examples or float("inf")
     for i in range(len(ds)):
         if remaining <= 0:
             break
@@ -282,21 +297,35 @@ def bits_per_dim_over_split(exp, params: Params, split: str, rng: jax.Array, *,
         # Pad to the compiled batch with copies of the last example (kept in distribution for the
         # batch-wide step-size control); their values are dropped.
         x = np.concatenate([x, np.repeat(x[-1:], batch_size - count, axis=0)])
-        logp, nfe = nll_fn(params, shard_batch(x, batch_sharding(mesh)), jax.random.fold_in(rng, i))
+        logp, nfe, solved = nll_fn(params, shard_batch(x, batch_sharding(mesh)), jax.random.fold_in(rng, i))
         logps.append(np.asarray(logp)[:count])
         nfes.append(int(nfe))
+        unsolved_batches.append(not bool(solved))
+        unsolved.append(np.full(count, unsolved_batches[-1]))
         remaining -= count
     logp = np.concatenate(logps).astype(np.float64)
+    unsolved = np.concatenate(unsolved)
+    valid = np.isfinite(logp) & ~unsolved
     dims = int(np.prod(exp.data_shape))
-    record = {"num_examples": int(len(logp)), "nfe": float(np.mean(nfes))}
+    # Failed solves are counted, never averaged: a solve stopped at max_steps (sampling.max_steps) has
+    # no likelihood, and a non-finite one none either. The statistics are over the other examples.
+    record = {"num_examples": int(valid.sum()), "nfe": float(np.mean(nfes)),
+              "num_solves": len(nfes), "num_failed_solves": int(sum(1 for u in unsolved_batches if u)),
+              "num_unsolved_examples": int(unsolved.sum()),
+              "num_nonfinite_examples": int((~np.isfinite(logp) & ~unsolved).sum())}
+    if not valid.all():
+        logging.warning("Likelihood: %d of %d examples excluded (%d in solves that hit sampling.max_steps=%d, "
+                        "%d non-finite)", (~valid).sum(), len(logp), unsolved.sum(), config.sampling.max_steps,
+                        record["num_nonfinite_examples"])
+    logp = logp[valid]
+    if not len(logp):
+        raise RuntimeError(f"no example of split {split!r} has a finite likelihood; see the counts {record}")
     if points:
         nats = -logp / dims
         return {"nll_nats_per_dim": float(nats.mean()), "nll_nats_per_dim_stderr": _stderr(nats), **record,
                 "unit": "nats/dim of continuous 2-D points (no dequantization)"}
     bin_width = (2.0 if config.data.centered else 1.0) / 256.0
     bpd = np.asarray(likelihood.bits_per_dim(logp, dims, bin_width))
-    # The median is reported beside the mean: one example whose flow diverges (a poorly fitted score
-    # field far from the data) can dominate the mean by orders of magnitude.
     return {"bpd": float(bpd.mean()), "bpd_stderr": _stderr(bpd), "bpd_median": float(np.median(bpd)),
             **record, "bin_width": bin_width, "dequantization": "uniform"}
 
