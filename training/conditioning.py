@@ -71,9 +71,38 @@ def guided_score_fn(sde: sde_lib.SDE, model: nn.Module, params, labels: Array | 
     return guidance_lib.guided_score_fn(base, logits, labels, guidance.weight)
 
 
+class LabelError(ValueError):
+    """Class labels that the model or its guidance cannot take; the message names them."""
+
+
 def check_labels(labels, num_classes: int) -> jax.Array:
     """Labels as int32, refusing any outside [0, num_classes) (the null class is not a label)."""
     labels = np.asarray(labels)
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(f"class labels must lie in [0, {num_classes}), got {sorted(set(labels.tolist()))}")
+        raise LabelError(f"class labels must lie in [0, {num_classes}), got {sorted(set(labels.tolist()))}")
     return jnp.asarray(labels, jnp.int32)
+
+
+def label_count(config) -> int:
+    """The number of classes that sampling labels may name under the config (0: none)."""
+    if config.sampling.guidance == "classifier":
+        return config.classifier.num_classes or config.model.num_classes
+    return config.model.num_classes
+
+
+def parse_labels(spec: str, num_classes: int, num_samples: int) -> np.ndarray:
+    """A labels spec ('3,7' or 'all') as `[num_samples]` ints cycling over the named classes."""
+    if num_classes == 0:
+        raise LabelError("labels need a class-conditional model (model.num_classes > 0) or "
+                         "sampling.guidance='classifier'")
+    if spec.strip() == "all":
+        classes = list(range(num_classes))
+    else:
+        try:
+            classes = [int(part) for part in spec.split(",")]
+        except ValueError:
+            raise LabelError(f"labels must be 'all' or comma-separated class numbers, got {spec!r}") from None
+    bad = [c for c in classes if not 0 <= c < num_classes]
+    if bad:
+        raise LabelError(f"labels {bad} outside the model's classes 0..{num_classes - 1}")
+    return np.resize(np.asarray(classes, np.int32), num_samples)
