@@ -20,6 +20,7 @@ from models.classifier import NoiseConditionalClassifier
 from samplers.guidance import ClassifierFn
 from training import builders
 from training.checkpoint import Checkpointer
+from training.data import build_dataset, data_shape_of, iterate_batches
 from training.sharding import batch_sharding, make_mesh, shard_batch
 from training.state import TrainState, abstract_train_state, init_sharded_state
 from training.train_step import Objective, jit_train_steps, make_train_step
@@ -69,7 +70,6 @@ def _abstract(model, optimizer, shape, mesh, key):
 def train_guidance_classifier(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
     """Train (or resume) the classifier for `classifier.n_iters` steps; returns a record with its
     final training loss and its test accuracy at t = 0.1, 0.5 and 1 (chance is 1/K at T)."""
-    from training.data import build_dataset, data_shape_of, iterate_batches
 
     workdir = pathlib.Path(workdir)
     c = config.classifier
@@ -107,7 +107,6 @@ def train_guidance_classifier(config: ml_collections.ConfigDict, workdir: str | 
 def accuracy_at_times(config: ml_collections.ConfigDict, model, params, sde: sde_lib.SDE,
                   times: tuple[float, ...] = (0.1, 0.5, 1.0)) -> dict:
     """Accuracy on (at most 2000 examples of) the test split, perturbed to each time in `times`."""
-    from training.data import build_dataset
 
     ds = build_dataset(config, "test", batch_size=500, seed=config.seed, shuffle=False, evaluation=True,
                        drop_remainder=False)
@@ -127,7 +126,6 @@ def accuracy_at_times(config: ml_collections.ConfigDict, model, params, sde: sde
 def load_guidance_classifier(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
                              ) -> tuple[NoiseConditionalClassifier, object]:
     """`(model, EMA params)` of the classifier trained in `workdir`; FileNotFoundError if none."""
-    from training.data import data_shape_of
 
     workdir = pathlib.Path(workdir)
     model = build_classifier(config)

@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import pytest
-
 from test_cli import OVERRIDES, score_sde
 
 CONDITIONAL = [*OVERRIDES, "model.num_classes=10", "training.label_dropout=0.2", "sampling.guidance=cfg",
