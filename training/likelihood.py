@@ -76,8 +76,8 @@ def split_likelihood(exp: Experiment, params: Params, batches: Sequence[dict], r
                         "non-finite)", (failed | nonfinite).sum(), len(logp), failed.sum(), max_steps,
                         nonfinite.sum())
     logp = logp[~failed & ~nonfinite]
-    if not len(logp):
-        raise RuntimeError(f"no example has a finite likelihood: {record}")
+    if not len(logp):  # nothing to average: say so (null in JSON), never a NaN
+        return {**record, "bpd" if bin_width is not None else "nll_nats_per_dim": None}
     if bin_width is None:
         nats = -logp / dims
         return {"nll_nats_per_dim": float(nats.mean()), "nll_nats_per_dim_stderr": _stderr(nats), **record,
