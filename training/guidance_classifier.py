@@ -6,6 +6,7 @@ digits-FID, `training.digits_classifier`, is another thing: a clean-image featur
 """
 from __future__ import annotations
 
+import contextlib
 import pathlib
 
 import jax
@@ -89,13 +90,13 @@ def train_guidance_classifier(config: ml_collections.ConfigDict, workdir: str | 
     train_fn = jit_train_steps(make_train_step(objective, optimizer, ema_rate=EMA_RATE), mesh)
     ds = build_dataset(config, "train", batch_size=c.batch_size, seed=config.seed, shuffle=True)
     losses = []
-    batches = iterate_batches(ds, start_step=step)
     logging.info("Training the guidance classifier from step %d to %d", step, c.n_iters)
-    while step < c.n_iters:
-        batch = {k: np.asarray(v)[None] for k, v in next(batches).items()}
-        state, metrics = train_fn(state, shard_batch(batch, batch_sharding(mesh, leading_axes=1), batch_axis=1))
-        losses.append(metrics["loss"])
-        step += 1
+    with contextlib.closing(iterate_batches(ds, start_step=step)) as batches:
+        while step < c.n_iters:
+            batch = {k: np.asarray(v)[None] for k, v in next(batches).items()}
+            state, metrics = train_fn(state, shard_batch(batch, batch_sharding(mesh, leading_axes=1), batch_axis=1))
+            losses.append(metrics["loss"])
+            step += 1
     ckpt.maybe_save(step, state, force=True)
     ckpt.close()
     record = {"step": step, "num_classes": model.num_classes,
