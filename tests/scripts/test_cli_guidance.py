@@ -7,6 +7,10 @@ import numpy as np
 import pytest
 from test_cli import OVERRIDES, score_sde
 
+# Five CLI processes (~2 min on 2 idle cores): with the slow checks; the same library path
+# (training, sample_to_files with labels, the guidance classifier) runs in-process elsewhere.
+pytestmark = pytest.mark.slow
+
 CONDITIONAL = [*OVERRIDES, "model.num_classes=10", "training.label_dropout=0.2", "sampling.guidance=cfg",
                "sampling.guidance_weight=1.0", "classifier.n_iters=4", "classifier.batch_size=16",
                "classifier.hidden_dims=(8,8)", "classifier.nf=8"]
