@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from test_cli import OVERRIDES, score_sde
 
-# Five CLI processes (~2 min on 2 idle cores): with the slow checks; the same library path
-# (training, sample_to_files with labels, the guidance classifier) runs in-process elsewhere.
+# Five CLI processes: with the slow checks. The guidance wiring itself is tested in-process in
+# tests/training/test_guidance_wiring.py.
 pytestmark = pytest.mark.slow
 
 CONDITIONAL = [*OVERRIDES, "model.num_classes=10", "training.label_dropout=0.2", "sampling.guidance=cfg",
