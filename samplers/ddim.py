@@ -17,9 +17,8 @@ import jax
 import jax.numpy as jnp
 
 from samplers.registry import SAMPLERS
-from samplers.sigma_schedule import check_schedule, default_sigma_min, enter_sigma_space, sigma_steps
+from samplers.sigma_schedule import check_schedule, check_sigma_range, sigma_space_setup
 from sde_lib.base import SDE, Array, ScoreFn, batch_broadcast
-from sde_lib.parametrization import denoiser_from_score
 
 
 @SAMPLERS.register("ddim")
@@ -42,9 +41,11 @@ class DDIMSampler:
     sigma_min: float | None = None
     sigma_max: float | None = None
     eps: float = 1e-3
+    sigma_data: float = 0.5
 
     def __post_init__(self):
         check_schedule(self.schedule, self.num_steps, self.rho, self.sigma_min, self.sigma_max)
+        check_sigma_range(self.sde, self.sigma_min, self.sigma_max)
         if not self.eta >= 0:
             raise ValueError(f"eta must be non-negative, got {self.eta}")
 
@@ -56,10 +57,8 @@ class DDIMSampler:
                  t_init: Array | float | None = None) -> tuple[Array, int]:
         """Samples `[*shape]` (x space) and the number of score evaluations per example."""
         init_key, noise_key = jax.random.split(rng)
-        x, sigma_start = enter_sigma_space(self.sde, init_key, shape, x_init, t_init, self.sigma_max)
-        sigma_min = default_sigma_min(self.sde, self.sigma_min, self.eps, x.dtype)
-        sigmas = sigma_steps(self.sde, self.schedule, self.num_steps, sigma_min, sigma_start, self.rho)
-        denoiser = denoiser_from_score(self.sde, score_fn)
+        x, sigmas, denoiser = sigma_space_setup(self, init_key, score_fn, shape, x_init, t_init,
+                                                self.num_steps, 1)
 
         def step(x, inputs):
             sigma, sigma_next, key = inputs

@@ -11,9 +11,8 @@ import jax
 import jax.numpy as jnp
 
 from samplers.registry import SAMPLERS
-from samplers.sigma_schedule import check_schedule, default_sigma_min, enter_sigma_space, sigma_steps
+from samplers.sigma_schedule import check_schedule, check_sigma_range, sigma_space_setup
 from sde_lib.base import SDE, Array, ScoreFn, batch_broadcast
-from sde_lib.parametrization import denoiser_from_score
 
 
 @SAMPLERS.register("edm_heun")
@@ -43,6 +42,7 @@ class EDMHeunSampler:
     sigma_min: float | None = None
     sigma_max: float | None = None
     eps: float = 1e-3
+    sigma_data: float = 0.5
     S_churn: float = 0.0
     S_min: float = 0.0
     S_max: float = math.inf
@@ -51,6 +51,7 @@ class EDMHeunSampler:
 
     def __post_init__(self):
         check_schedule(self.schedule, self.num_steps, self.rho, self.sigma_min, self.sigma_max)
+        check_sigma_range(self.sde, self.sigma_min, self.sigma_max)
         if self.S_churn < 0:
             raise ValueError(f"S_churn must be non-negative, got {self.S_churn}")
 
@@ -62,10 +63,8 @@ class EDMHeunSampler:
                  t_init: Array | float | None = None) -> tuple[Array, int]:
         """Samples `[*shape]` (x space) and the number of score evaluations per example."""
         init_key, churn_key = jax.random.split(rng)
-        x, sigma_start = enter_sigma_space(self.sde, init_key, shape, x_init, t_init, self.sigma_max)
-        sigma_min = default_sigma_min(self.sde, self.sigma_min, self.eps, x.dtype)
-        sigmas = sigma_steps(self.sde, self.schedule, self.num_steps, sigma_min, sigma_start, self.rho)
-        denoiser = denoiser_from_score(self.sde, score_fn)
+        x, sigmas, denoiser = sigma_space_setup(self, init_key, score_fn, shape, x_init, t_init,
+                                                self.num_steps, 2)
         gamma_max = min(self.S_churn / self.num_steps, math.sqrt(2.0) - 1.0)
 
         def churn(x, sigma, key):

@@ -23,7 +23,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from training import builders, digits_classifier
+from configs import builders
+from training import digits_classifier
 from training.conditioning import Guidance, label_count, parse_labels
 from training.data import build_dataset, get_data_inverse_scaler, load_uint8_images, open_split
 from training.datasets import is_point_dataset
@@ -155,18 +156,20 @@ def sample_to_files(config: ml_collections.ConfigDict, workdir: str | pathlib.Pa
                                     guidance=guidance, classifier_params=classifier_params)
     seconds = time.time() - start
     stem = workdir / "samples" / f"{config.sampling.method}_step{step}"
+    record = {"step": step, "num_samples": int(len(samples)), "nfe": nfe, "seconds": seconds,
+              "sampler": config.sampling.method, "png": str(stem.with_suffix(".png").absolute()),
+              "npz": str(stem.with_suffix(".npz").absolute())}
+    if label_array is not None:
+        record.update({"labels": sorted(set(label_array.tolist())), "guidance": config.sampling.guidance,
+                       "guidance_weight": config.sampling.guidance_weight})
+    if jax.process_index() != 0:  # every process holds the samples; one writes them
+        return record
     stem.parent.mkdir(parents=True, exist_ok=True)
     picture = save_scatter(stem.with_suffix(".png"), samples) if samples.ndim == 2 else \
         save_image_grid(stem.with_suffix(".png"), samples)
     extra = {} if label_array is None else {"labels": label_array}
     np.savez(stem.with_suffix(".npz"), samples=samples, nfe=nfe, step=step, **extra)
-    record = {"step": step, "num_samples": int(len(samples)), "nfe": nfe, "seconds": seconds,
-              "sampler": config.sampling.method, "png": str(picture.absolute()),
-              "npz": str(stem.with_suffix(".npz").absolute())}
-    if label_array is not None:
-        record.update({"labels": sorted(set(label_array.tolist())), "guidance": config.sampling.guidance,
-                       "guidance_weight": config.sampling.guidance_weight})
-    return record
+    return {**record, "png": str(picture.absolute())}
 
 
 def likelihood_to_file(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, split: str | None = None,

@@ -39,8 +39,10 @@ def make_sample_fn(sampler, sde: sde_lib.SDE, model: nn.Module, shape: tuple[int
         samples, nfe = sampler(chain_key, score_fn, shape, x_init=x_init, t_init=sde.T)
         return samples, jnp.asarray(nfe)
 
+    # Several processes: the samples are gathered to every process, which can then read them.
+    samples_sharding = batch_sharding(mesh) if jax.process_count() == 1 else replicated(mesh)
     jitted = jax.jit(sample, in_shardings=(replicated(mesh), replicated(mesh), batch_sharding(mesh), replicated(mesh)),
-                     out_shardings=(batch_sharding(mesh), replicated(mesh)))
+                     out_shardings=(samples_sharding, replicated(mesh)))
     return lambda params, rng, labels=None, classifier_params=None: jitted(params, rng, labels, classifier_params)
 
 
