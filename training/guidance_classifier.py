@@ -17,9 +17,9 @@ import optax
 from absl import logging
 
 import sde_lib
+from configs import builders
 from models.classifier import NoiseConditionalClassifier
 from samplers.guidance import ClassifierFn
-from training import builders
 from training.checkpoint import Checkpointer
 from training.data import build_dataset, data_shape_of, iterate_batches
 from training.sharding import batch_sharding, make_mesh, shard_batch

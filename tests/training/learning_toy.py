@@ -14,10 +14,9 @@ import jax.numpy as jnp
 import models
 import samplers
 import sde_lib
-from configs import load_config
+from configs import builders, load_config
 from samplers.likelihood import log_likelihood
 from samplers.sample_distance import sliced_wasserstein
-from training import builders
 from training.datasets.toy2d import GMM_STD, gmm8_parameters
 from training.state import create_train_state
 from training.train_step import make_objective, make_train_step
