@@ -28,6 +28,7 @@ def get_default_config() -> ml_collections.ConfigDict:
     training.snapshot_freq_for_preemption = 10_000
     training.snapshot_sampling = True
     training.keep_checkpoints = 5
+    training.label_dropout = 0.0  # class-conditional models: probability of the null label (CFG training)
 
     config.sampling = sampling = ml_collections.ConfigDict()
     sampling.method = "pc"
@@ -56,6 +57,9 @@ def get_default_config() -> ml_collections.ConfigDict:
     sampling.S_max = float("inf")
     sampling.S_noise = 1.0
     sampling.step_lr = 6.2e-6  # ald: step size at the smallest noise level
+    # Class-conditional sampling (labels from `score-sde sample --labels`):
+    sampling.guidance = "none"  # none: the conditional score | cfg: classifier-free | classifier: noisy classifier
+    sampling.guidance_weight = 0.0  # cfg: w of (1 + w) s(x, y) - w s(x, null); classifier: the scale of its gradient
 
     config.eval = evaluate = ml_collections.ConfigDict()
     evaluate.batch_size = 256
@@ -118,6 +122,17 @@ def get_default_config() -> ml_collections.ConfigDict:
     model.init_scale = 0.0
     model.hidden_dims = (128, 128, 128)  # mlp only
     model.interpolation = "bilinear"  # ncsn / ncsnv2 RefineNet fusion: bilinear | nearest
+    model.num_classes = 0  # class-conditional ncsnpp / ddpm / mlp with this many classes; 0: unconditional
+
+    # The noise-conditional classifier of classifier guidance (`score-sde train_guidance_classifier`),
+    # trained on the same SDE as the score model; its own checkpoints in <workdir>/guidance_classifier.
+    config.classifier = classifier = ml_collections.ConfigDict()
+    classifier.num_classes = 0  # classes of the labels (0: model.num_classes)
+    classifier.nf = 64  # width of its noise embedding and layers
+    classifier.hidden_dims = (128, 128)  # point data: residual MLP widths; images: conv channels per level
+    classifier.n_iters = 2_000
+    classifier.batch_size = 128
+    classifier.lr = 1e-3
 
     config.optim = optim = ml_collections.ConfigDict()
     optim.optimizer = "Adam"

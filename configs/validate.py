@@ -57,7 +57,10 @@ def choices() -> dict[str, tuple]:
         "sampling.solver": tuple(SOLVERS),
         "sampling.schedule": ("", *SCHEDULES),  # "": each sampler's own
         "sampling.order": ORDERS,
+        "sampling.guidance": ("classifier", "cfg", "none"),
     }
+CLASS_CONDITIONAL_MODELS = ("ddpm", "mlp", "ncsnpp")  # the networks with a label embedding
+CONTINUOUS_LABEL_MODELS = ("ddpm", "mlp", "ncsnpp")  # the networks that embed a real-valued noise label
 
 
 class ConfigError(ValueError):
@@ -148,11 +151,13 @@ _POSITIVE = ("training.batch_size", "training.n_iters", "training.n_jitted_steps
              "sampling.step_lr", "eval.batch_size", "eval.num_samples", "eval.num_probes",
              "data.image_size", "data.num_channels", "model.num_scales", "model.sigma_min",
              "model.beta_max", "model.sigma_data", "model.nf", "model.num_res_blocks",
-             "model.fourier_scale", "optim.lr", "optim.eps")
+             "model.fourier_scale", "optim.lr", "optim.eps", "classifier.nf", "classifier.n_iters",
+             "classifier.batch_size", "classifier.lr")
 _NON_NEGATIVE = ("sampling.num_steps", "sampling.eta", "sampling.sigma_min", "sampling.sigma_max",
                  "sampling.S_churn", "sampling.S_min", "eval.checkpoint", "eval.fid_num_real", "data.num_workers", "model.beta_min",
+                 "model.num_classes", "classifier.num_classes", "sampling.guidance_weight",
                  "model.init_scale", "optim.weight_decay", "optim.warmup")
-_UNIT_INTERVAL = ("model.ema_rate", "model.dropout", "optim.beta1")  # [0, 1)
+_UNIT_INTERVAL = ("model.ema_rate", "model.dropout", "optim.beta1", "training.label_dropout")  # [0, 1)
 _OPEN_UNIT = ("training.eps", "sampling.eps")  # (0, 1): a time in (0, T]
 
 
@@ -171,9 +176,10 @@ def _check_ranges(flat: dict) -> None:
         _check(key, flat[key], 0 <= flat[key] < 1, "in [0, 1)")
     for key in _OPEN_UNIT:
         _check(key, flat[key], 0 < flat[key] < 1, "in (0, 1)")
-    for key in ("model.ch_mult", "model.attn_resolutions", "model.hidden_dims"):
+    for key in ("model.ch_mult", "model.attn_resolutions", "model.hidden_dims", "classifier.hidden_dims"):
         _check(key, tuple(flat[key]), all(v > 0 for v in flat[key]), "positive integers")
-    _check("model.ch_mult", tuple(flat["model.ch_mult"]), len(flat["model.ch_mult"]) > 0, "non-empty")
+    for key in ("model.ch_mult", "classifier.hidden_dims"):
+        _check(key, tuple(flat[key]), len(flat[key]) > 0, "non-empty")
 
 
 def _check_relations(c: ml_collections.ConfigDict) -> None:
@@ -215,10 +221,49 @@ def _check_relations(c: ml_collections.ConfigDict) -> None:
                           f"only apply to training.loss='dsm', got {t.loss!r}")
     if t.importance_sampling and not t.likelihood_weighting:
         raise ConfigError("config key 'training.importance_sampling' needs training.likelihood_weighting=True")
+    _check_noise_labels(c)
+    _check_class_conditioning(c)
     if d.dataset.partition("/")[0] in POINT_DATASETS:
         _check_point_data(c)
     elif d.dataset == "digits" and d.num_channels != 1:
         raise ConfigError(f"config key 'data.num_channels' must be 1 for the grey digits, got {d.num_channels}")
+
+
+def _check_noise_labels(c: ml_collections.ConfigDict) -> None:
+    """Refuse the combinations whose noise labels give NaN or mean nothing to the network."""
+    m = c.model
+    if m.precond != "none" and m.name not in CONTINUOUS_LABEL_MODELS:
+        raise ConfigError(f"config key 'model.precond' must be 'none' for model.name={m.name!r}: its noise "
+                          f"labels are step indices, not the preconditioning's real-valued c_noise "
+                          f"(use one of {', '.join(CONTINUOUS_LABEL_MODELS)})")
+    if m.precond == "none" and m.embedding_type == "fourier" and not c.training.continuous \
+            and m.name in CONTINUOUS_LABEL_MODELS:
+        raise ConfigError("config key 'model.embedding_type' must be 'positional' with training.continuous=False: "
+                          "Fourier features embed the log of the noise label, and the discrete label 0 has "
+                          "log -inf (NaN)")
+
+
+def _check_class_conditioning(c: ml_collections.ConfigDict) -> None:
+    m, t, s = c.model, c.training, c.sampling
+    if m.num_classes > 0 and m.name not in CLASS_CONDITIONAL_MODELS:
+        raise ConfigError(f"config key 'model.num_classes' must be 0 for model.name={m.name!r}: only "
+                          f"{', '.join(CLASS_CONDITIONAL_MODELS)} have a class-label embedding")
+    if m.num_classes > 0 and not m.conditional:
+        raise ConfigError("config key 'model.conditional' must be True with model.num_classes > 0: the class "
+                          "embedding joins the noise embedding")
+    if t.label_dropout > 0 and m.num_classes == 0:
+        raise ConfigError(f"config key 'training.label_dropout' ({t.label_dropout}) needs a class-conditional "
+                          "model (model.num_classes > 0)")
+    if s.guidance == "cfg" and (m.num_classes == 0 or t.label_dropout == 0):
+        raise ConfigError("config key 'sampling.guidance' 'cfg' needs a class-conditional model trained with "
+                          "label dropout (model.num_classes > 0 and training.label_dropout > 0): the "
+                          "unconditional score is its null class")
+    if s.guidance == "classifier" and max(c.classifier.num_classes, m.num_classes) == 0:
+        raise ConfigError("config key 'sampling.guidance' 'classifier' needs the number of classes: set "
+                          "classifier.num_classes (or model.num_classes)")
+    if s.guidance == "none" and s.guidance_weight > 0:
+        raise ConfigError(f"config key 'sampling.guidance_weight' ({s.guidance_weight}) has no effect with "
+                          "sampling.guidance='none'")
 
 
 def _check_point_data(c: ml_collections.ConfigDict) -> None:

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from models.ncsn import NCSN
 from models.registry import MODELS
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -28,7 +29,7 @@ def _module_kwargs(cls: type[nn.Module], config: ml_collections.ConfigDict) -> d
             kwargs[name] = tuple(value) if isinstance(value, list | tuple) else value
     if "centered" in fields:
         kwargs["centered"] = bool(config.data.centered)
-    if "num_classes" in fields:
+    if issubclass(cls, NCSN):  # NCSN v1's "classes" are its noise levels, not model.num_classes
         kwargs["num_classes"] = int(model_cfg.num_scales)
     if kwargs.get("conv_impl") == "auto":
         kwargs["conv_impl"] = default_conv_impl()
@@ -39,6 +40,12 @@ def _module_kwargs(cls: type[nn.Module], config: ml_collections.ConfigDict) -> d
             raise ValueError(f"config.model.compute_dtype must be one of {sorted(DTYPES)}, "
                              f"got {model_cfg.compute_dtype!r}") from None
     return kwargs
+
+
+def num_label_classes(model: nn.Module) -> int:
+    """The number of class labels a network is conditioned on (0: unconditional). NCSN v1's
+    `num_classes` counts its noise levels, not classes."""
+    return 0 if isinstance(model, NCSN) else int(getattr(model, "num_classes", 0))
 
 
 def default_conv_impl(backend: str | None = None) -> str:

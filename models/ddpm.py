@@ -10,7 +10,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from models.embeddings import timestep_embedding
+from models.embeddings import add_label_embedding, timestep_embedding
 from models.fir import Downsample, Upsample
 from models.layers import AttnBlock, conv3x3, default_init, get_activation
 from models.normalization import group_norm
@@ -22,8 +22,9 @@ Dtype = Any
 
 @MODELS.register("ddpm")
 class DDPM(nn.Module):
-    """`(x: [B, H, W, C], noise_labels: [B]) -> [B, H, W, C]`: an eps prediction, with
-    noise_labels a (fractional) timestep, e.g. the step index i or 999 t."""
+    """`(x: [B, H, W, C], noise_labels: [B], class_labels: [B] | None) -> [B, H, W, C]`: an eps
+    prediction, with noise_labels a (fractional) timestep, e.g. the step index i or 999 t, and
+    with `num_classes > 0` a class label (or the null class) embedded beside it."""
 
     nf: int = 128
     ch_mult: tuple[int, ...] = (1, 2, 2, 2)
@@ -38,11 +39,11 @@ class DDPM(nn.Module):
     centered: bool = True
     dtype: Dtype = jnp.float32
     conv_impl: str = "xla"  # xla | im2col (faster kernel gradients on CPUs)
-
-    output_divided_by_sigma = False
+    num_classes: int = 0  # class-conditional with this many classes (+ a learned null class); 0: unconditional
 
     @nn.compact
-    def __call__(self, x: jax.Array, noise_labels: jax.Array, train: bool = False) -> jax.Array:
+    def __call__(self, x: jax.Array, noise_labels: jax.Array, train: bool = False,
+                 class_labels: jax.Array | None = None) -> jax.Array:
         act = get_activation(self.nonlinearity)
         dt = self.dtype
         ci = self.conv_impl
@@ -52,6 +53,7 @@ class DDPM(nn.Module):
         temb = None
         if self.conditional:
             temb = timestep_embedding(noise_labels.astype(jnp.float32), self.nf).astype(dt)
+            temb = add_label_embedding(temb, class_labels, self.num_classes)
             temb = nn.Dense(4 * self.nf, kernel_init=default_init(), dtype=dt)(temb)
             temb = nn.Dense(4 * self.nf, kernel_init=default_init(), dtype=dt)(act(temb))
 

@@ -9,7 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from models.embeddings import GaussianFourierProjection, timestep_embedding
+from models.embeddings import GaussianFourierProjection, add_label_embedding, timestep_embedding
 from models.layers import default_init, get_activation
 from models.registry import MODELS
 
@@ -18,11 +18,13 @@ Dtype = Any
 
 @MODELS.register("mlp")
 class MLP(nn.Module):
-    """`(x: [B, ...], noise_labels: [B]) -> [B, ...]` (flattened internally to `[B, D]`).
+    """`(x: [B, ...], noise_labels: [B], class_labels: [B] | None) -> [B, ...]` (flattened
+    internally to `[B, D]`).
 
     Each hidden width is a residual block h + W2 act(W1 act(h) + E act(temb)), the noise
-    embedding entering every block as in the U-Nets; labels follow `embedding_type` (Fourier
-    features of log sigma, or positional features of a timestep such as 999 t).
+    embedding entering every block as in the U-Nets; the labels are embedded as given, by
+    `embedding_type` (Fourier or positional features). With `num_classes > 0` the class label
+    (or the null class) is embedded and added to the noise features.
     """
 
     hidden_dims: tuple[int, ...] = (128, 128, 128)
@@ -34,21 +36,22 @@ class MLP(nn.Module):
     nonlinearity: str = "swish"
     centered: bool = True
     dtype: Dtype = jnp.float32
-
-    output_divided_by_sigma = False
+    num_classes: int = 0  # class-conditional with this many classes (+ a learned null class); 0: unconditional
 
     @nn.compact
-    def __call__(self, x: jax.Array, noise_labels: jax.Array, train: bool = False) -> jax.Array:
+    def __call__(self, x: jax.Array, noise_labels: jax.Array, train: bool = False,
+                 class_labels: jax.Array | None = None) -> jax.Array:
         act = get_activation(self.nonlinearity)
         dt = self.dtype
         labels = noise_labels.astype(jnp.float32)
         if self.embedding_type == "fourier":
-            temb = GaussianFourierProjection(self.nf, self.fourier_scale)(jnp.log(labels))
+            temb = GaussianFourierProjection(self.nf, self.fourier_scale)(labels)
         elif self.embedding_type == "positional":
             temb = timestep_embedding(labels, self.nf)
         else:
             raise ValueError(f"MLP: embedding_type must be 'fourier' or 'positional', got {self.embedding_type!r}")
-        temb = nn.Dense(4 * self.nf, kernel_init=default_init(), dtype=dt)(temb.astype(dt))
+        temb = add_label_embedding(temb.astype(dt), class_labels, self.num_classes)
+        temb = nn.Dense(4 * self.nf, kernel_init=default_init(), dtype=dt)(temb)
 
         shape = x.shape
         h = x.reshape(shape[0], -1).astype(dt)

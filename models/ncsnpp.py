@@ -1,8 +1,9 @@
 """NCSN++ and DDPM++: the configurable U-Net of Song et al. 2021 ("Score-Based Generative
 Modeling through SDEs", sec. 4.4 and appendix H).
 
-NCSN++ (VE) uses FIR resampling, BigGAN blocks, an input pyramid and Fourier features of
-log sigma; DDPM++ (VP) is the same network with positional embeddings of 999 t and no pyramid.
+NCSN++ (VE) uses FIR resampling, BigGAN blocks, an input pyramid and Fourier features of its
+noise label (log sigma in the 2021 code, EDM's c_noise under preconditioning); DDPM++ (VP) is the
+same network with positional embeddings of 999 t and no pyramid.
 Every architectural option of the reference is a field; `build_model` fills them from a config.
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from models.embeddings import GaussianFourierProjection, timestep_embedding
+from models.embeddings import GaussianFourierProjection, add_label_embedding, timestep_embedding
 from models.fir import Downsample, Upsample
 from models.layers import AttnBlock, Combine, conv3x3, default_init, get_activation
 from models.normalization import group_norm
@@ -45,12 +46,13 @@ def _checkpointed(block_cls: type[nn.Module]) -> type[nn.Module]:
 
 @MODELS.register("ncsnpp")
 class NCSNpp(nn.Module):
-    """`(x: [B, H, W, C], noise_labels: [B]) -> [B, H, W, C]`.
+    """`(x: [B, H, W, C], noise_labels: [B], class_labels: [B] | None) -> [B, H, W, C]`.
 
-    noise_labels are sigma (embedding 'fourier', which embeds log sigma) or a (fractional)
-    timestep such as 999 t (embedding 'positional'). With `scale_by_sigma` and Fourier
-    embeddings the output is divided by sigma here (`output_divided_by_sigma`); otherwise
-    `get_score_fn` applies the scaling.
+    The noise labels are embedded as given, by Fourier features ('fourier'; the 2021 VE label is
+    log sigma, see `models.score_fn`) or sinusoids ('positional'; e.g. 999 t). `scale_by_sigma`
+    tells `get_score_fn` that the output is sigma times the score; the network never divides.
+    With `num_classes > 0` the class label (or the null class `num_classes`) is embedded and
+    added to the noise embedding (`add_label_embedding`).
     """
 
     nf: int = 128
@@ -76,6 +78,7 @@ class NCSNpp(nn.Module):
     dtype: Dtype = jnp.float32
     conv_impl: str = "xla"  # xla | im2col (faster kernel gradients on CPUs)
     remat: bool = False  # recompute each residual block in the backward pass (less memory, ~1/3 more compute)
+    num_classes: int = 0  # class-conditional with this many classes (+ a learned null class); 0: unconditional
 
     def __post_init__(self):
         for field, allowed in CHOICES.items():
@@ -83,28 +86,24 @@ class NCSNpp(nn.Module):
                 raise ValueError(f"NCSNpp: {field} must be one of {allowed}, got {getattr(self, field)!r}")
         super().__post_init__()
 
-    @property
-    def output_divided_by_sigma(self) -> bool:
-        return self.scale_by_sigma and self.embedding_type == "fourier"
-
-    def _embed(self, labels: jax.Array, act) -> jax.Array | None:
+    def _embed(self, labels: jax.Array, class_labels: jax.Array | None, act) -> jax.Array | None:
         if self.embedding_type == "fourier":
-            temb = GaussianFourierProjection(self.nf, self.fourier_scale)(jnp.log(labels))
+            temb = GaussianFourierProjection(self.nf, self.fourier_scale)(labels)
         else:
             temb = timestep_embedding(labels, self.nf)
         if not self.conditional:
             return None
-        temb = temb.astype(self.dtype)
+        temb = add_label_embedding(temb.astype(self.dtype), class_labels, self.num_classes)
         temb = nn.Dense(4 * self.nf, kernel_init=default_init(), dtype=self.dtype)(temb)
         return nn.Dense(4 * self.nf, kernel_init=default_init(), dtype=self.dtype)(act(temb))
 
     @nn.compact
-    def __call__(self, x: jax.Array, noise_labels: jax.Array, train: bool = False) -> jax.Array:
+    def __call__(self, x: jax.Array, noise_labels: jax.Array, train: bool = False,
+                 class_labels: jax.Array | None = None) -> jax.Array:
         act = get_activation(self.nonlinearity)
         dt = self.dtype
         ci = self.conv_impl
-        labels = noise_labels.astype(jnp.float32)
-        temb = self._embed(labels, act)
+        temb = self._embed(noise_labels.astype(jnp.float32), class_labels, act)
 
         attn = functools.partial(AttnBlock, init_scale=self.init_scale, skip_rescale=self.skip_rescale, dtype=dt)
         upsample = functools.partial(Upsample, with_conv=self.resamp_with_conv, fir=self.fir,
@@ -187,7 +186,4 @@ class NCSNpp(nn.Module):
             h = pyramid
         else:
             h = conv3x3(act(group_norm(h, dtype=dt)), out_channels, init_scale=self.init_scale, dtype=dt, conv_impl=ci)
-        h = h.astype(jnp.float32)
-        if self.output_divided_by_sigma:
-            h = h / labels.reshape((-1,) + (1,) * (h.ndim - 1))
-        return h
+        return h.astype(jnp.float32)

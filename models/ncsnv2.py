@@ -31,12 +31,14 @@ class NCSNv2(nn.Module):
     dtype: Dtype = jnp.float32
 
     scale_by_sigma: ClassVar[bool] = True
-    output_divided_by_sigma: ClassVar[bool] = False
     stages: ClassVar[tuple] = ((1, None, 1), (2, "down", 1), (2, "down", 2), (2, "down", 4))
     refine_mults: ClassVar[tuple] = (2, 2, 2, 1)
 
     @nn.compact
-    def __call__(self, x: jax.Array, noise_labels: jax.Array, train: bool = False) -> jax.Array:
+    def __call__(self, x: jax.Array, noise_labels: jax.Array, train: bool = False,
+                 class_labels: jax.Array | None = None) -> jax.Array:
+        if class_labels is not None:
+            raise ValueError(f"{type(self).__name__} is not class-conditional; it takes no class_labels")
         del noise_labels, train  # unconditional, no dropout
         h = x.astype(self.dtype)
         if not self.centered:

@@ -1,6 +1,8 @@
 """EDM preconditioning around any backbone here (Karras et al. 2022, "EDM", eq. 7 and table 1):
 D(x, sigma) = c_skip x + c_out F(c_in x, c_noise), with the coefficients of `sde_lib`'s
-`EDMPrecond`, `VPPrecond` or `VEPrecond`. The backbone sees c_noise as its noise label."""
+`EDMPrecond`, `VPPrecond` or `VEPrecond`. The preconditioning owns the noise-label transform:
+the backbone embeds c_noise as it gets it (0.25 ln sigma for EDM, 999 t(sigma) for VP, ln(sigma/2)
+for VE), never its log again."""
 from __future__ import annotations
 
 import flax.linen as nn
@@ -27,10 +29,11 @@ def build_precond(name: str, *, sigma_data: float = 0.5, beta_min: float = 0.1, 
 
 
 def get_denoiser_fn(model: nn.Module, params, precond: sde_lib.Preconditioning, *, train: bool,
-                    dropout_rng: Array | None = None) -> DenoiserFn:
-    """`D(x_hat: [B, ...], sigma: [B]) -> [B, ...]`, the preconditioned denoiser of the backbone."""
+                    dropout_rng: Array | None = None, labels: Array | None = None) -> DenoiserFn:
+    """`D(x_hat: [B, ...], sigma: [B]) -> [B, ...]`, the preconditioned denoiser of the backbone
+    (conditioned on class `labels` for a class-conditional backbone, see `get_model_fn`)."""
     if getattr(model, "scale_by_sigma", False):
         raise ValueError("preconditioning sets the output scale itself; build the backbone with "
                          "scale_by_sigma=False")
-    return precond.denoiser(get_model_fn(model, params, train=train, dropout_rng=dropout_rng))
+    return precond.denoiser(get_model_fn(model, params, train=train, dropout_rng=dropout_rng, labels=labels))
 

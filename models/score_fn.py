@@ -7,8 +7,11 @@ conventions of the 2021 score-SDE code (Song et al. 2021, appendix C and H):
 | VE           | label sigma(t)          | label = round((T - t)(N - 1)), the index of sigma in the descending SMLD list |
 
 VP / sub-VP networks predict eps, so score = -out / std. VE networks predict the score; with
-`scale_by_sigma` they predict std * score and are divided by the noise level (by the network
-itself when it has sigma as its label, `output_divided_by_sigma`, otherwise here).
+`scale_by_sigma` they predict std * score and are divided by the noise level here.
+
+Networks embed the label they are given. The 2021 networks with Fourier features embed the log of
+the label above (log sigma for NCSN++), so for them `network_noise_labels` takes that log here;
+preconditioned networks get the preconditioning's c_noise instead (`models.preconditioning`).
 """
 from __future__ import annotations
 
@@ -36,27 +39,41 @@ def noise_labels(sde: SDE, t: Array, continuous: bool) -> Array:
     raise TypeError(f"no noise-label convention for {type(sde).__name__}")
 
 
+def network_noise_labels(model: nn.Module, labels: Array) -> Array:
+    """What `model` embeds for the table's `labels`: their log for Fourier-feature networks (the
+    2021 NCSN++ embeds log sigma; the labels are positive for continuous time, which the config
+    validator requires of Fourier embeddings), the labels themselves otherwise."""
+    if getattr(model, "embedding_type", None) == "fourier":
+        return jnp.log(labels.astype(jnp.float32))
+    return labels
+
+
 def _divide_by_std(out: Array, std: Array) -> Array:
     return out / batch_broadcast(std.astype(out.dtype), out)
 
 
 def get_score_fn(sde: SDE, model: nn.Module, params, *, train: bool, continuous: bool,
                  dropout_rng: Array | None = None,
-                 precond: sde_lib.Preconditioning | None = None) -> ScoreFn:
+                 precond: sde_lib.Preconditioning | None = None, labels: Array | None = None) -> ScoreFn:
     """`score_fn(x: [B, ...], t: [B]) -> [B, ...]` of a network under the reference conventions.
 
     With `precond` (EDM-style preconditioning) the network is a raw backbone of a denoiser and
-    the score comes from `sde_lib.score_from_denoiser`, for any SDE.
+    the score comes from `sde_lib.score_from_denoiser`, for any SDE. `labels` (`[B]` ints or a
+    scalar) condition a class-conditional network; None gives its null class (unconditional).
     """
     if precond is not None:
-        denoiser = get_denoiser_fn(model, params, precond, train=train, dropout_rng=dropout_rng)
+        denoiser = get_denoiser_fn(model, params, precond, train=train, dropout_rng=dropout_rng, labels=labels)
         return sde_lib.score_from_denoiser(sde, denoiser)
 
-    model_fn = get_model_fn(model, params, train=train, dropout_rng=dropout_rng)
-    scale_here = bool(getattr(model, "scale_by_sigma", False)) and not getattr(model, "output_divided_by_sigma", False)
+    net_fn = get_model_fn(model, params, train=train, dropout_rng=dropout_rng, labels=labels)
+
+    def model_fn(x: Array, table_labels: Array) -> Array:
+        return net_fn(x, network_noise_labels(model, table_labels))
+
+    scale_here = bool(getattr(model, "scale_by_sigma", False))
 
     if isinstance(sde, sde_lib.BetaScheduleSDE):
-        if getattr(model, "scale_by_sigma", False):
+        if scale_here:
             raise ValueError("scale_by_sigma is for VE score networks; VP / sub-VP networks predict eps "
                              "(set config.model.scale_by_sigma=False)")
         if continuous or isinstance(sde, sde_lib.subVPSDE):
@@ -82,11 +99,11 @@ def get_score_fn(sde: SDE, model: nn.Module, params, *, train: bool, continuous:
             return sde_lib.score_from_sigma_scaled(sde, out_fn) if scale_here else out_fn
 
         def score_fn(x, t):
-            labels = noise_labels(sde, t, continuous=False)
-            out = model_fn(x, labels)
+            index = noise_labels(sde, t, continuous=False)
+            out = model_fn(x, index)
             if scale_here:
                 sigmas_descending = jnp.asarray(sde.discrete_sigmas[::-1], jnp.float32)
-                out = _divide_by_std(out, sigmas_descending[labels])
+                out = _divide_by_std(out, sigmas_descending[index])
             return out
 
         return score_fn

@@ -25,10 +25,11 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import diffrax
 import jax
 import jax.numpy as jnp
 
-from samplers.ode import flow_drift, integrate
+from samplers.ode import flow_drift, solve
 from sde_lib.base import SDE, Array, ScoreFn
 
 DIVERGENCES = ("hutchinson", "exact")
@@ -44,12 +45,15 @@ class Likelihood(NamedTuple):
     z: `[B, ...]` the latent at T.
     nfe: evaluations of the augmented vector field (int32 scalar); each is one score evaluation
       plus `num_probes` (Hutchinson) or D (exact) Jacobian-vector products through it.
+    solved: bool scalar, whether the (batch-wide) solve reached T; False when it stopped at
+      `max_steps` or on a step-size underflow, and then logp is not a likelihood (callers report it).
     """
 
     logp: Array
     prior_logp: Array
     z: Array
     nfe: Array
+    solved: Array
 
 
 def _check(divergence: str, probe: str, num_probes: int, solver: str, eps: float, sde: SDE) -> None:
@@ -91,7 +95,8 @@ def log_likelihood(rng: Array, sde: SDE, score_fn: ScoreFn, x: Array, *, diverge
     Jacobian-vector products per evaluation: for low dimensions). `solver` is "tsit5" or
     "dopri5" with a PID step-size controller at `rtol` / `atol`. Jit-compatible with `sde`,
     `score_fn` and the keyword options static. Assumes `score_fn` treats examples independently
-    (the Jacobian is block diagonal over the batch), as every score model here does.
+    (the Jacobian is block diagonal over the batch), as every score model here does. A solve that
+    does not reach T returns `solved=False` rather than raising.
     """
     _check(divergence, probe, num_probes, solver, eps, sde)
     drift = flow_drift(sde, score_fn)
@@ -105,10 +110,10 @@ def log_likelihood(rng: Array, sde: SDE, score_fn: ScoreFn, x: Array, *, diverge
         return dy, weight * jnp.sum(quad, axis=0)
 
     state0 = (x, jnp.zeros(x.shape[:1], x.dtype))
-    (z, delta_logp), nfe = integrate(vector_field, state0, eps, sde.T, solver=solver, rtol=rtol, atol=atol, num_steps=None,
-                                      max_steps=max_steps)
+    (z, delta_logp), nfe, result = solve(vector_field, state0, eps, sde.T, solver=solver, rtol=rtol, atol=atol,
+                                         num_steps=None, max_steps=max_steps)
     prior_logp = sde.prior_logp(z)
-    return Likelihood(prior_logp + delta_logp, prior_logp, z, nfe)
+    return Likelihood(prior_logp + delta_logp, prior_logp, z, nfe, diffrax.is_okay(result))
 
 
 def bits_per_dim(logp: Array, num_dims: int, bin_width: float) -> Array:

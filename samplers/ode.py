@@ -46,14 +46,11 @@ def check_solver(solver: str, num_steps: int | None) -> None:
         raise ValueError(f"num_steps must be >= 1, got {num_steps}")
 
 
-def integrate(fn: Callable[[Array, Array], object], y0, t0: Array, t1: Array, *, solver: str, rtol: float,
-              atol: float, num_steps: int | None, max_steps: int) -> tuple[object, Array]:
-    """Solve dy/dt = fn(t, y) from t0 to t1 (either direction) for a pytree y.
-
-    Adaptive (PID controller, rtol / atol, automatic first step) when `num_steps` is None, else
-    `num_steps` equal steps. Returns `(y(t1), nfe)` with nfe the exact number of `fn` calls, an
-    int32 scalar (it depends on the accepted and rejected steps of an adaptive solve).
-    """
+def solve(fn: Callable[[Array, Array], object], y0, t0: Array, t1: Array, *, solver: str, rtol: float,
+          atol: float, num_steps: int | None, max_steps: int) -> tuple[object, Array, diffrax.RESULTS]:
+    """`integrate` without its failure check: returns `(y(t1), nfe, result)`, where
+    `diffrax.is_okay(result)` says the solve reached t1 (not stopped by `max_steps` or a step-size
+    underflow), for callers that report failed solves instead of stopping (`samplers.likelihood`)."""
     check_solver(solver, num_steps)
     cls, per_step, at_start = SOLVERS[solver]
     if num_steps is None:
@@ -65,10 +62,23 @@ def integrate(fn: Callable[[Array, Array], object], y0, t0: Array, t1: Array, *,
     # diffrax writes y(t1) into a save buffer created without a sharding, and the partitioner
     # gathers it onto every device; tying y(t1) to y0 keeps a batch-sharded y0's sharding.
     y1 = jax.tree.map(lambda leaf, start: shard_alike(leaf[-1], start)[0], sol.ys, y0)
+    nfe = at_start + per_step * sol.stats["num_steps"]
+    return y1, nfe, sol.result
+
+
+def integrate(fn: Callable[[Array, Array], object], y0, t0: Array, t1: Array, *, solver: str, rtol: float,
+              atol: float, num_steps: int | None, max_steps: int) -> tuple[object, Array]:
+    """Solve dy/dt = fn(t, y) from t0 to t1 (either direction) for a pytree y.
+
+    Adaptive (PID controller, rtol / atol, automatic first step) when `num_steps` is None, else
+    `num_steps` equal steps. Returns `(y(t1), nfe)` with nfe the exact number of `fn` calls, an
+    int32 scalar (it depends on the accepted and rejected steps of an adaptive solve).
+    """
+    y1, nfe, result = solve(fn, y0, t0, t1, solver=solver, rtol=rtol, atol=atol, num_steps=num_steps,
+                            max_steps=max_steps)
     # The failure check (max_steps reached, step size underflow) hangs on the scalar nfe: diffrax's
     # own check routes the whole solution through a host callback on one device.
-    nfe = sol.result.error_if(at_start + per_step * sol.stats["num_steps"], ~diffrax.is_okay(sol.result))
-    return y1, nfe
+    return y1, result.error_if(nfe, ~diffrax.is_okay(result))
 
 
 @SAMPLERS.register("ode")

@@ -266,7 +266,7 @@ flags.DEFINE_integer("posterior_samples", 0, "Posterior samples per input.", low
 flags.DEFINE_float("strength", 0.5, "t0 / T in [0, 1].", lower_bound=0.0, upper_bound=1.0)
 flags.DEFINE_string("mask", None, "PNG / .npz mask, 1 (white) where the input is kept.")
 flags.DEFINE_integer("interp_num", 8, "Points per path, end points included.", lower_bound=2)
-flags.DEFINE_string("labels", None, ".npz with labels [B] (1 = anomaly) for the AUROC.")
+# --labels (anomaly: an .npz of labels [B], 1 = anomaly, for the AUROC) is defined with sample's in train_modes.
 flags.DEFINE_list("anomaly_times", ["0.02", "0.05", "0.1", "0.2", "0.4"], "Noise levels t in (0, 1].")
 flags.DEFINE_integer("anomaly_draws", 4, "Noise draws per level.", lower_bound=1)
 flags.DEFINE_enum("anomaly_score", "denoising_error", ANOMALY_SCORES, "Which score to compute.")

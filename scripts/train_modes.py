@@ -1,4 +1,6 @@
-"""CLI modes of the training side: train, sample, likelihood, evaluate, train_classifier, demo.
+"""CLI modes of the training side: train, sample, likelihood, evaluate, train_classifier (the
+digits-FID feature classifier), train_guidance_classifier (the noise-conditional classifier of
+classifier guidance), demo.
 
 Each mode is a thin adapter: flags in, a library call (`training.train_loop.train`, the
 evaluation protocol `training.evaluate`, `training.digits_classifier`), a JSON summary out.
@@ -19,6 +21,7 @@ from configs import load_config
 from scripts.modes import register_mode
 from training import digits_classifier, evaluate
 from training.errors import UsageError
+from training.guidance_classifier import train_guidance_classifier
 from training.logging import LOSS_PLOT_FILE
 from training.train_loop import NonFiniteLossError, train
 
@@ -43,6 +46,9 @@ flags.DEFINE_string("reference_cache_dir", None, "evaluate: where features of FI
 flags.DEFINE_float("demo_train_minutes", 6.0, "demo: training time budget in minutes.", lower_bound=0.0)
 flags.DEFINE_bool("restart_from_scratch", False, "train: start again at step 0 when every checkpoint of the "
                   "workdir is corrupt (they are set aside as <step>.corrupt); without it such a run is refused.")
+flags.DEFINE_string("labels", None, "sample: class labels of the samples, e.g. '3,7' (cycled over --num_samples) "
+                    "or 'all' (every class in turn), under sampling.guidance; needs model.num_classes > 0 or "
+                    "classifier guidance. anomaly: an .npz with labels [B] (1 = anomaly) for the AUROC.")
 
 FLAGS = flags.FLAGS
 
@@ -95,9 +101,23 @@ def train_mode(config, workdir: pathlib.Path) -> int:
 
 
 @register_mode("sample", summary="Draw samples from the newest checkpoint (PNG grid and .npz).",
-               flags=("num_samples",), reads_checkpoint=True)
+               flags=("num_samples", "labels"), reads_checkpoint=True)
 def sample_mode(config, workdir: pathlib.Path) -> int:
-    _report(evaluate.sample_to_files(_require(config, "sample"), workdir, FLAGS.num_samples))
+    _report(evaluate.sample_to_files(_require(config, "sample"), workdir, FLAGS.num_samples, labels=FLAGS.labels))
+    return 0
+
+
+@register_mode("train_guidance_classifier",
+               summary="Train the noise-conditional classifier of classifier guidance in the workdir.")
+def train_guidance_classifier_mode(config, workdir: pathlib.Path) -> int:
+    """Train the noise-conditional classifier of classifier guidance on the config's SDE and data
+    into `<workdir>/guidance_classifier`; report its test accuracy at several noise levels."""
+    config = _require(config, "train_guidance_classifier")
+    try:
+        record = train_guidance_classifier(config, workdir)
+    except ValueError as error:
+        raise UsageError(str(error)) from error
+    _report({"workdir": str(workdir.absolute()), **record})
     return 0
 
 
@@ -162,6 +182,8 @@ def demo_mode(config, workdir: pathlib.Path) -> int:
         "total_seconds": round(time.time() - start, 1),
         "test_bits_per_dim": metrics.get("bpd"),
         "test_bits_per_dim_median": metrics.get("bpd_median"),
+        "test_likelihood_failed_solves": metrics.get("num_failed_solves"),
+        "test_likelihood_nonfinite_examples": metrics.get("num_nonfinite_examples"),
         "digits_fid": metrics.get("fid"),
         "digits_kid": metrics.get("kid"),
         "written": {

@@ -123,7 +123,16 @@ class ReferenceNetworks:
         key = config.model.to_json_best_effort() + config.data.to_json_best_effort()
         if key not in self._forwards:
             model = models.build_model(config)
-            self._forwards[key] = model, CompileOnce(lambda p, x, labels: model.apply({"params": p}, x, labels))
+
+            def reference_output(p, x, labels):
+                # The 2021 NCSN++ embeds log sigma and divides by sigma itself; ours takes the
+                # embedded label and leaves the division to get_score_fn.
+                out = model.apply({"params": p}, x, models.network_noise_labels(model, labels))
+                if getattr(model, "scale_by_sigma", False):
+                    out = out / labels.reshape((-1,) + (1,) * (out.ndim - 1))
+                return out
+
+            self._forwards[key] = model, CompileOnce(reference_output)
         return self._forwards[key]
 
     @staticmethod

@@ -24,11 +24,13 @@ import numpy as np
 
 from configs import builders
 from training import digits_classifier
+from training.conditioning import Guidance, label_count, parse_labels
 from training.data import build_dataset, get_data_inverse_scaler, load_uint8_images, open_split
 from training.datasets import is_point_dataset
 from training.errors import UsageError
 from training.experiment import Experiment, load_trained
 from training.files import atomic_write_json
+from training.guidance_classifier import load_guidance_classifier
 from training.inception import InceptionFeatureExtractor
 from training.likelihood import check_max_examples, split_likelihood
 from training.logging import save_image_grid, save_scatter
@@ -117,36 +119,55 @@ def split_bits_per_dim(config: ml_collections.ConfigDict, exp: Experiment, param
     bin_width = None if points else (2.0 if config.data.centered else 1.0) / 256.0
     return split_likelihood(exp, params, ds, rng, batch_size=batch_size, num_probes=config.eval.num_probes,
                             rtol=config.sampling.rtol, atol=config.sampling.atol, bin_width=bin_width,
-                            max_examples=max_examples)
+                            max_examples=max_examples, max_steps=config.sampling.max_steps)
 
 
 def _write_json(path: pathlib.Path, record: dict) -> pathlib.Path:
     return atomic_write_json(path, record)
 
 
+def sampling_guidance(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> tuple[Guidance, Params | None]:
+    """`(Guidance, classifier params or None)` of `sampling.guidance`; the classifier of classifier
+    guidance is the one `train_guidance_classifier` trained in `workdir`."""
+    s = config.sampling
+    if s.guidance != "classifier":
+        return Guidance(s.guidance, s.guidance_weight), None
+    classifier, params = load_guidance_classifier(config, workdir)
+    return Guidance("classifier", s.guidance_weight, classifier), params
+
+
 def sample_to_files(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
-                    num_samples: int | None = None) -> dict:
+                    num_samples: int | None = None, labels: str | None = None) -> dict:
     """Samples of the checkpoint's (`eval.checkpoint`, 0 = newest) EMA parameters with the config's
-    sampler as `samples/<method>_step<k>.{png,npz}`; `num_samples` defaults to `sampling.batch_size`."""
+    sampler as `samples/<method>_step<k>.{png,npz}`; `num_samples` defaults to `sampling.batch_size`.
+    With `labels` ('3,7' or 'all', cycled over the samples) class-conditional samples under
+    `sampling.guidance`; the labels are saved in the .npz. Raises LabelError for bad labels."""
     workdir = pathlib.Path(workdir)
+    num = num_samples or config.sampling.batch_size
+    label_array = None if labels is None else parse_labels(labels, label_count(config), num)
+    guidance, classifier_params = sampling_guidance(config, workdir) if labels is not None else (None, None)
     exp, state = load_trained(config, workdir, step=config.eval.checkpoint)
     step = int(jax.device_get(state.step))
-    num = num_samples or config.sampling.batch_size
     start = time.time()
     samples, nfe = generate_samples(exp, builders.build_sampler(config, exp.sde), state.ema_params, num,
                                     jax.random.fold_in(exp.keys.sample, step), batch_size=config.sampling.batch_size,
-                                    inverse_scaler=get_data_inverse_scaler(config))
+                                    inverse_scaler=get_data_inverse_scaler(config), labels=label_array,
+                                    guidance=guidance, classifier_params=classifier_params)
     seconds = time.time() - start
     stem = workdir / "samples" / f"{config.sampling.method}_step{step}"
     record = {"step": step, "num_samples": int(len(samples)), "nfe": nfe, "seconds": seconds,
               "sampler": config.sampling.method, "png": str(stem.with_suffix(".png").absolute()),
               "npz": str(stem.with_suffix(".npz").absolute())}
+    if label_array is not None:
+        record.update({"labels": sorted(set(label_array.tolist())), "guidance": config.sampling.guidance,
+                       "guidance_weight": config.sampling.guidance_weight})
     if jax.process_index() != 0:  # every process holds the samples; one writes them
         return record
     stem.parent.mkdir(parents=True, exist_ok=True)
     picture = save_scatter(stem.with_suffix(".png"), samples) if samples.ndim == 2 else \
         save_image_grid(stem.with_suffix(".png"), samples)
-    np.savez(stem.with_suffix(".npz"), samples=samples, nfe=nfe, step=step)
+    extra = {} if label_array is None else {"labels": label_array}
+    np.savez(stem.with_suffix(".npz"), samples=samples, nfe=nfe, step=step, **extra)
     return {**record, "png": str(picture.absolute())}
 
 

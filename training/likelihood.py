@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import jax
 import numpy as np
+from absl import logging
 
 from samplers import likelihood
 from training.experiment import Experiment, make_score_fn
@@ -20,7 +21,7 @@ from training.state import Params
 
 def split_likelihood(exp: Experiment, params: Params, batches: Sequence[dict], rng: jax.Array, *,
                      batch_size: int, num_probes: int, rtol: float, atol: float, bin_width: float | None,
-                     max_examples: int | None = None) -> dict:
+                     max_examples: int | None = None, max_steps: int = 4096) -> dict:
     """Negative log-likelihood of the examples of `batches` (each {"image": [b <= batch_size, ...]}
     in the model's data range, in order) under the probability flow of `params`.
 
@@ -32,18 +33,22 @@ def split_likelihood(exp: Experiment, params: Params, batches: Sequence[dict], r
     dequantised): bits/dim, {"bpd", "bpd_stderr", "bpd_median", "num_examples", "nfe",
     "bin_width", "dequantization"}. Continuous data (`bin_width=None`, 2-D points): nats/dim,
     {"nll_nats_per_dim", "nll_nats_per_dim_stderr", "num_examples", "nfe", "unit"} (no "bpd").
+    Both carry the failure counts "num_solves", "num_failed_solves" (batch solves stopped at
+    `max_steps`), "num_unsolved_examples" and "num_nonfinite_examples": those examples are left out
+    of the statistics (never averaged in), and "num_examples" counts the others.
     """
     check_max_examples(max_examples)
 
     def nll(params, x, key):
         score_fn = make_score_fn(exp.sde, exp.model, params, continuous=exp.continuous, precond=exp.precond)
-        out = likelihood.log_likelihood(key, exp.sde, score_fn, x, num_probes=num_probes, rtol=rtol, atol=atol)
-        return out.logp, out.nfe
+        out = likelihood.log_likelihood(key, exp.sde, score_fn, x, num_probes=num_probes, rtol=rtol, atol=atol,
+                                        max_steps=max_steps)
+        return out.logp, out.nfe, out.solved
 
     mesh = exp.mesh
     nll_fn = jax.jit(nll, in_shardings=(replicated(mesh), batch_sharding(mesh), replicated(mesh)),
-                     out_shardings=(batch_sharding(mesh), replicated(mesh)))
-    logps, nfes, remaining = [], [], max_examples or float("inf")
+                     out_shardings=(batch_sharding(mesh), replicated(mesh), replicated(mesh)))
+    logps, nfes, unsolved, remaining = [], [], [], max_examples or float("inf")
     for i in range(len(batches)):
         if remaining <= 0:
             break
@@ -52,20 +57,34 @@ def split_likelihood(exp: Experiment, params: Params, batches: Sequence[dict], r
         # Pad to the compiled batch with copies of the last example (kept in distribution for the
         # batch-wide step-size control); their values are dropped.
         x = np.concatenate([x, np.repeat(x[-1:], batch_size - count, axis=0)])
-        logp, nfe = nll_fn(params, shard_batch(x, batch_sharding(mesh)), jax.random.fold_in(rng, i))
+        logp, nfe, solved = nll_fn(params, shard_batch(x, batch_sharding(mesh)), jax.random.fold_in(rng, i))
         logps.append(np.asarray(logp)[:count])
         nfes.append(int(nfe))
+        unsolved.append(np.full(count, not bool(solved)))
         remaining -= count
     logp = np.concatenate(logps).astype(np.float64)
+    failed = np.concatenate(unsolved)
+    nonfinite = ~np.isfinite(logp) & ~failed
     dims = int(np.prod(exp.data_shape))
-    record = {"num_examples": int(len(logp)), "nfe": float(np.mean(nfes))}
+    # A solve stopped at max_steps has no likelihood, nor has a non-finite value: they are counted
+    # and reported, and the statistics are over the other examples.
+    record = {"num_examples": int((~failed & ~nonfinite).sum()), "nfe": float(np.mean(nfes)),
+              "num_solves": len(nfes), "num_failed_solves": int(sum(u[0] for u in unsolved)),
+              "num_unsolved_examples": int(failed.sum()), "num_nonfinite_examples": int(nonfinite.sum())}
+    if failed.any() or nonfinite.any():
+        logging.warning("Likelihood: %d of %d examples left out (%d in solves stopped at max_steps=%d, %d "
+                        "non-finite)", (failed | nonfinite).sum(), len(logp), failed.sum(), max_steps,
+                        nonfinite.sum())
+    logp = logp[~failed & ~nonfinite]
+    if not len(logp):  # nothing to average: say so (null in JSON), never a NaN
+        return {**record, "bpd" if bin_width is not None else "nll_nats_per_dim": None}
     if bin_width is None:
         nats = -logp / dims
         return {"nll_nats_per_dim": float(nats.mean()), "nll_nats_per_dim_stderr": _stderr(nats), **record,
                 "unit": "nats/dim of continuous 2-D points (no dequantization)"}
     bpd = np.asarray(likelihood.bits_per_dim(logp, dims, bin_width))
-    # The median is reported beside the mean: one example whose flow diverges (a poorly fitted score
-    # field far from the data) can dominate the mean by orders of magnitude.
+    # The median is reported beside the mean: one test example far outside the training data's
+    # support (README, demo) can dominate the mean by orders of magnitude.
     return {"bpd": float(bpd.mean()), "bpd_stderr": _stderr(bpd), "bpd_median": float(np.median(bpd)),
             **record, "bin_width": bin_width, "dequantization": "uniform"}
 

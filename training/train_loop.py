@@ -21,6 +21,7 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
+import models
 from configs import builders
 from configs.validate import flatten_keys
 from training.checkpoint import Checkpointer
@@ -184,7 +185,9 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: pathlib.Path, ds, 
     logging.info("Training from step %d to %d on %d device(s); workdir %s", step, stop_at, exp.mesh.size, workdir)
 
     continuous = exp.continuous
-    objective = make_objective(exp.model, exp.loss, exp.sde, continuous=continuous, precond=exp.precond)
+    objective = make_objective(exp.model, exp.loss, exp.sde, continuous=continuous, precond=exp.precond,
+                               label_dropout=t.label_dropout)
+    num_classes = models.num_label_classes(exp.model)
     train_fn = jit_train_steps(make_train_step(objective, exp.optimizer, ema_rate=config.model.ema_rate,
                                                ema_warmup=config.model.ema_warmup,
                                                grad_accum_steps=t.grad_accum_steps), exp.mesh)
@@ -203,6 +206,8 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: pathlib.Path, ds, 
         sample_shape = (num_samples + -num_samples % exp.mesh.size, *exp.data_shape)
         sample_fn = make_sample_fn(builders.build_sampler(config, exp.sde), exp.sde, exp.model, sample_shape,
                                    exp.mesh, continuous=continuous, precond=exp.precond)
+        # A class-conditional model's snapshot shows every class in turn.
+        sample_labels = np.arange(sample_shape[0]) % num_classes if num_classes else None
         inverse_scaler = get_data_inverse_scaler(config)
 
     writer = MetricWriter(workdir, start_step=step)
@@ -249,6 +254,10 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: pathlib.Path, ds, 
         while step < stop_at:
             batches = [next(batches_ahead) for _ in range(n)]  # ds[step], ..., ds[step + n - 1]
             stacked = {k: np.stack([np.asarray(b[k]) for b in batches]) for k in batches[0]}
+            if num_classes and not 0 <= stacked["label"].min() <= stacked["label"].max() < num_classes:
+                raise ValueError(f"data set {config.data.dataset!r} has labels outside [0, model.num_classes="
+                                 f"{num_classes}) (e.g. {int(stacked['label'].max())}); set model.num_classes "
+                                 "to its number of classes")
             state, metrics = train_fn(state, shard_host_batch(stacked, stacked_sharding, batch_axis=1))
             pending.append((step, metrics))
             step += n
@@ -268,7 +277,7 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: pathlib.Path, ds, 
                 ckpt.maybe_save(step, state, force=last)
             ckpt.check()  # a failed background save stops the run now, not at the next save
             if sample_fn is not None and _crossed(step, n, t.snapshot_freq):
-                samples, _ = sample_fn(state.ema_params, jax.random.fold_in(exp.keys.sample, step))
+                samples, _ = sample_fn(state.ema_params, jax.random.fold_in(exp.keys.sample, step), sample_labels)
                 samples = np.asarray(samples)[:num_samples]
                 writer.write_samples(step, np.clip(np.asarray(inverse_scaler(samples)), 0.0, 1.0))
             if out_of_time:

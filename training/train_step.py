@@ -18,30 +18,51 @@ import sde_lib
 from training.sharding import batch_sharding, replicated
 from training.state import Params, TrainState
 
-Objective = Callable[[Params, jax.Array, jax.Array], jax.Array]
-"""`objective(params, x: [B, ...], key) -> [B]`, the per-example training loss."""
+Objective = Callable[[Params, jax.Array, jax.Array, jax.Array | None], jax.Array]
+"""`objective(params, x: [B, ...], key, labels: [B] | None) -> [B]`, the per-example training loss
+(the class labels are used by a class-conditional network only)."""
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
 
 
+def drop_labels(key: jax.Array, labels: jax.Array, num_classes: int, rate: float) -> jax.Array:
+    """Each label replaced by the null class `num_classes` with probability `rate`: conditioning
+    dropout, which trains the unconditional score of classifier-free guidance into the same
+    network (Ho & Salimans 2022, alg. 1)."""
+    drop = jax.random.uniform(key, labels.shape) < rate
+    return jnp.where(drop, num_classes, labels.astype(jnp.int32))
+
+
 def make_objective(model: nn.Module, loss, sde: sde_lib.SDE, *, continuous: bool,
-                   precond: sde_lib.Preconditioning | None = None, train: bool = True) -> Objective:
+                   precond: sde_lib.Preconditioning | None = None, train: bool = True,
+                   label_dropout: float = 0.0) -> Objective:
     """Bind a network to a loss: a score function for DSM / DDPM / SMLD (through `precond` when
     given), the preconditioned denoiser for `sde_lib.EDMLoss`. `train` switches dropout on
-    (its key is split from the objective's key)."""
+    (its key is split from the objective's key). A class-conditional network
+    (`model.num_classes > 0`) is conditioned on the batch's labels, each replaced by the null
+    class with probability `label_dropout` when training."""
     edm = isinstance(loss, sde_lib.EDMLoss)
     if edm and precond is None:
         raise ValueError("training.loss='edm' trains a preconditioned denoiser: set model.precond to edm, vp or ve")
+    num_classes = models.num_label_classes(model)
+    if label_dropout and not num_classes:
+        raise ValueError(f"label_dropout={label_dropout} needs a class-conditional network (num_classes > 0)")
 
-    def objective(params: Params, x: jax.Array, key: jax.Array) -> jax.Array:
+    def objective(params: Params, x: jax.Array, key: jax.Array, labels: jax.Array | None = None) -> jax.Array:
         loss_key, dropout_key = jax.random.split(key)
         dropout_rng = dropout_key if train else None
+        if not num_classes:
+            labels = None
+        elif labels is None:
+            raise ValueError("a class-conditional network trains on labelled batches: pass labels")
+        elif train and label_dropout > 0:
+            labels = drop_labels(jax.random.fold_in(key, 2), labels, num_classes, label_dropout)
         if edm:
-            fn = models.get_denoiser_fn(model, params, precond, train=train, dropout_rng=dropout_rng)
+            fn = models.get_denoiser_fn(model, params, precond, train=train, dropout_rng=dropout_rng, labels=labels)
         else:
             fn = models.get_score_fn(sde, model, params, train=train, continuous=continuous,
-                                     dropout_rng=dropout_rng, precond=precond)
+                                     dropout_rng=dropout_rng, precond=precond, labels=labels)
         return loss(fn, x, loss_key)
 
     return objective
@@ -66,7 +87,7 @@ def make_train_step(
     grad_accum_steps: int = 1,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
     """`step(state, batch) -> (state, {"loss", "grad_norm"})` for one optimiser step on
-    `batch["image"]: [B, ...]`; the EMA is updated after the optimiser step (2021 code).
+    `batch["image"]: [B, ...]` (and `batch["label"]: [B]`, used by class-conditional networks); the EMA is updated after the optimiser step (2021 code).
 
     `grad_accum_steps = n > 1` computes the gradient of the batch mean as the average of the
     gradients of `n` micro-batches of `B / n` examples, one after another in a `lax.scan`
@@ -78,7 +99,7 @@ def make_train_step(
         raise ValueError(f"grad_accum_steps must be at least 1, got {grad_accum_steps}")
 
     def loss_and_grads(params: Params, batch: Batch, key: jax.Array):
-        return jax.value_and_grad(lambda p: jnp.mean(objective(p, batch["image"], key)))(params)
+        return jax.value_and_grad(lambda p: jnp.mean(objective(p, batch["image"], key, batch.get("label"))))(params)
 
     def accumulated_loss_and_grads(params: Params, batch: Batch, key: jax.Array):
         def add_micro_batch(total, inputs):
@@ -132,7 +153,7 @@ def make_eval_step(objective: Objective, mesh: Mesh):
     """Jitted `eval_step(params, batch, key) -> mean loss` (no gradients, dropout off)."""
 
     def eval_step(params: Params, batch: Batch, key: jax.Array) -> jax.Array:
-        return jnp.mean(objective(params, batch["image"], key))
+        return jnp.mean(objective(params, batch["image"], key, batch.get("label")))
 
     return jax.jit(eval_step, in_shardings=(replicated(mesh), batch_sharding(mesh), replicated(mesh)),
                    out_shardings=replicated(mesh))

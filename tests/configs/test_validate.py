@@ -214,3 +214,29 @@ def test_sampler_options_reach_the_sampler(method, options, expected):
     validate_config(config)
     sampler = build_sampler(config, build_sde(config))
     assert {key: getattr(sampler, key) for key in expected} == expected
+
+
+@pytest.mark.parametrize("changes, fragment", [
+    ({"model__name": "ncsn", "model__num_classes": 10}, "'model.num_classes' must be 0 for model.name='ncsn'"),
+    ({"model__num_classes": 10, "model__conditional": False}, "'model.conditional' must be True"),
+    ({"training__label_dropout": 0.1}, "'training.label_dropout' (0.1) needs a class-conditional model"),
+    ({"model__num_classes": 10, "sampling__guidance": "cfg"}, "'sampling.guidance' 'cfg' needs"),
+    ({"sampling__guidance": "classifier"}, "'sampling.guidance' 'classifier' needs the number of classes"),
+    ({"sampling__guidance_weight": 2.0}, "'sampling.guidance_weight' (2.0) has no effect"),
+    ({"training__label_dropout": 1.0, "model__num_classes": 10}, "'training.label_dropout' must be in [0, 1)"),
+    ({"sampling__guidance": "cgf"}, "'sampling.guidance' is 'cgf'"),
+    # The NaN-prone noise labels: Fourier features of log(0) for a discrete index, c_noise given
+    # to networks whose labels are step indices.
+    ({"model__embedding_type": "fourier", "training__continuous": False, "training__loss": "ddpm"},
+     "'model.embedding_type' must be 'positional' with training.continuous=False"),
+    ({"model__name": "ncsnv2_64", "model__precond": "edm", "training__loss": "edm"},
+     "'model.precond' must be 'none' for model.name='ncsnv2_64'"),
+])
+def test_class_conditioning_guidance_and_noise_label_rules(changes, fragment):
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        validate_config(_config(**changes))
+
+
+def test_conditional_cfg_config_validates():
+    validate_config(_config(model__num_classes=10, training__label_dropout=0.1, sampling__guidance="cfg",
+                            sampling__guidance_weight=2.0))

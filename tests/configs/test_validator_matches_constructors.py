@@ -13,6 +13,7 @@ import sde_lib
 from configs import ConfigError, builders, get_default_config, load_config, validate_config
 from configs.validate import choices, flatten_keys
 from models.layers import conv_function, get_activation
+from training.conditioning import GUIDANCE
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CONFIG_FILES = sorted(p for p in (ROOT / "configs").rglob("*.py") if "def get_config(" in p.read_text())
@@ -22,6 +23,8 @@ COMPANIONS = {
     ("training.loss", "smld"): {"training.sde": "vesde", "training.continuous": False},
     ("training.loss", "edm"): {"model.precond": "edm"},
     ("model.name", "mlp"): {},
+    ("sampling.guidance", "cfg"): {"model.num_classes": 10, "training.label_dropout": 0.1},
+    ("sampling.guidance", "classifier"): {"classifier.num_classes": 10},
 }
 
 
@@ -49,6 +52,9 @@ def _build(key: str, config) -> None:
         models.build_model(config)  # the module's own field checks (nothing is initialised)
     elif section == "optim":
         builders.build_optimizer(config)
+    elif key == "sampling.guidance":
+        if config.sampling.guidance not in GUIDANCE:  # the kinds `Guidance` accepts
+            raise ValueError(config.sampling.guidance)
     elif section == "sampling":
         builders.build_sampler(config, sde)
 

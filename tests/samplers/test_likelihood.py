@@ -147,3 +147,13 @@ def test_bits_per_dim_and_dequantize_reject_bad_arguments():
         likelihood.bits_per_dim(jnp.zeros(2), 3, 0.0)
     with pytest.raises(ValueError, match="bin_width must be positive"):
         likelihood.dequantize(jax.random.PRNGKey(0), jnp.zeros(2), -1.0)
+
+
+def test_a_solve_that_hits_max_steps_is_reported_not_raised():
+    data = gaussian(jnp.zeros(2), jnp.eye(2) * 0.01)
+    x = jnp.ones((3, 2)) * 0.1
+    run = functools.partial(likelihood.log_likelihood, jax.random.PRNGKey(0), VPSDE(), data.score_fn(VPSDE()), x,
+                            divergence="exact", rtol=1e-6, atol=1e-6)
+    assert not bool(run(max_steps=3).solved)
+    full = run(max_steps=4096)
+    assert bool(full.solved) and np.isfinite(np.asarray(full.logp)).all()

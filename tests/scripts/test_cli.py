@@ -225,6 +225,7 @@ def test_demo_trains_samples_and_reports_where_everything_was_written(tmp_path):
     report = json.loads(result.stdout)
     assert report["train_steps"] > 0 and np.isfinite(report["digits_fid"]) and np.isfinite(report["digits_kid"])
     assert np.isfinite(report["test_bits_per_dim_median"]) and report["test_bits_per_dim_median"] > 0
+    assert report["test_likelihood_failed_solves"] == 0 and report["test_likelihood_nonfinite_examples"] == 0
     for name in ("checkpoints", "sample_grid", "samples_npz", "metrics", "loss_curve", "training_log", "tensorboard"):
         assert pathlib.Path(report["written"][name]).exists(), name
     with Image.open(report["written"]["sample_grid"]) as grid:

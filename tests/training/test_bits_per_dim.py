@@ -68,3 +68,10 @@ def test_rejects_nonpositive_max_examples():
     with pytest.raises(ValueError, match="max_examples must be positive"):
         split_likelihood(exp, params, [], jax.random.PRNGKey(0), batch_size=4, num_probes=1, rtol=1e-3, atol=1e-3,
                          bin_width=None, max_examples=-1)
+
+
+def test_solves_stopped_at_max_steps_are_counted_and_never_averaged():
+    config, exp, params = _experiment("configs/digits.py", ["sampling.max_steps=2"])
+    result = split_bits_per_dim(config, exp, params, "test", jax.random.PRNGKey(0), max_examples=6)
+    assert (result["num_solves"], result["num_failed_solves"], result["num_unsolved_examples"]) == (2, 2, 6)
+    assert result["num_examples"] == 0 and result["bpd"] is None
