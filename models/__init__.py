@@ -6,7 +6,8 @@ Public API:
   train=bool, rngs={'dropout': key})`.
 - `build_model(config)`, `init_params(rng, model, input_shape)`, `count_params(config)`,
   `input_shape_of(config)`.
-- `get_score_fn(sde, model, params, *, train, continuous, dropout_rng=None, precond=None)`,
+- `get_score_fn(sde, model, params, *, train, continuous, dropout_rng=None, precond=None, labels=None)`
+  -> a `jax.tree_util.Partial` (weights and labels traced by the samplers; `samplers.common`),
   `noise_labels(sde, t, continuous)`, `get_model_fn(model, params, *, train, dropout_rng=None)`.
 - EDM preconditioning: `build_precond(name, ...)`, `get_denoiser_fn(model, params, precond, ...)`.
 - EMA: `ema_update(ema_params, params, rate, step=None, warmup=False)`, `ema_rate_at`.

@@ -27,10 +27,10 @@ def build_precond(name: str, *, sigma_data: float = 0.5, beta_min: float = 0.1, 
 
 
 def get_denoiser_fn(model: nn.Module, params, precond: sde_lib.Preconditioning, *, train: bool,
-                    dropout_rng: Array | None = None) -> DenoiserFn:
+                    dropout_rng: Array | None = None, labels: Array | None = None) -> DenoiserFn:
     """`D(x_hat: [B, ...], sigma: [B]) -> [B, ...]`, the preconditioned denoiser of the backbone."""
     if getattr(model, "scale_by_sigma", False):
         raise ValueError("preconditioning sets the output scale itself; build the backbone with "
                          "scale_by_sigma=False")
-    return precond.denoiser(get_model_fn(model, params, train=train, dropout_rng=dropout_rng))
+    return precond.denoiser(get_model_fn(model, params, train=train, dropout_rng=dropout_rng, labels=labels))
 

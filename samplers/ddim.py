@@ -16,8 +16,9 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from samplers import common
 from samplers.registry import SAMPLERS
-from samplers.sigma_schedule import check_schedule, default_sigma_min, enter_sigma_space, sigma_steps
+from samplers.sigma_schedule import body_sigmas, check_schedule, enter_sigma_space, host_sigmas
 from sde_lib.base import SDE, Array, ScoreFn, batch_broadcast
 from sde_lib.parametrization import denoiser_from_score
 
@@ -53,24 +54,34 @@ class DDIMSampler:
         return self.num_steps
 
     def __call__(self, rng: Array, score_fn: ScoreFn, shape: tuple[int, ...], x_init: Array | None = None,
-                 t_init: Array | float | None = None) -> tuple[Array, int]:
-        """Samples `[*shape]` (x space) and the number of score evaluations per example."""
-        init_key, noise_key = jax.random.split(rng)
-        x, sigma_start = enter_sigma_space(self.sde, init_key, shape, x_init, t_init, self.sigma_max)
-        sigma_min = default_sigma_min(self.sde, self.sigma_min, self.eps, x.dtype)
-        sigmas = sigma_steps(self.sde, self.schedule, self.num_steps, sigma_min, sigma_start, self.rho)
-        denoiser = denoiser_from_score(self.sde, score_fn)
+                 t_init: Array | float | None = None, *, indices: Array | None = None,
+                 trajectory_every: int = 0) -> tuple[Array, int]:
+        """Samples `[*shape]` (x space) and the number of score evaluations per example (and with
+        `trajectory_every = k`, the states x_hat after every k-th step, `samplers.common.finish`)."""
+        sigmas = common.cast(host_sigmas(self, x_init, t_init), x_init)
+        out = common.run_sampler(_ddim_body, self, rng, score_fn, shape, x_init, t_init, indices, shared=sigmas,
+                                 trajectory_every=trajectory_every)
+        return common.finish(out, self.nfe, trajectory_every)
 
-        def step(x, inputs):
-            sigma, sigma_next, key = inputs
-            denoised = denoiser(x, sigma)
-            c = self.eta * sigma_next * jnp.sqrt(1.0 - (sigma_next / sigma) ** 2)
-            sigma_down = jnp.sqrt(sigma_next**2 - c**2)
-            x = denoised + batch_broadcast(sigma_down / sigma, x) * (x - denoised)
-            if self.eta > 0:
-                x = x + batch_broadcast(c, x) * jax.random.normal(key, x.shape, x.dtype)
-            return x, None
 
-        keys = jax.random.split(noise_key, self.num_steps)
-        x, _ = jax.lax.scan(step, x, (sigmas[:-1], sigmas[1:], keys))
-        return x, self.nfe
+def _ddim_body(static, rng, score_fn, start, host_levels):
+    self, example_shape, _, every = static
+    x_init, t_init = start
+    init_key, noise_key = jax.random.split(rng)
+    x, sigma_start = enter_sigma_space(self.sde, init_key, (1, *example_shape), x_init, t_init, self.sigma_max)
+    sigmas = body_sigmas(self, sigma_start, host_levels)
+    denoiser = denoiser_from_score(self.sde, score_fn)
+
+    def step(x, inputs):
+        sigma, sigma_next, key = inputs
+        denoised = denoiser(x, sigma)
+        c = self.eta * sigma_next * jnp.sqrt(1.0 - (sigma_next / sigma) ** 2)
+        sigma_down = jnp.sqrt(sigma_next**2 - c**2)
+        x = denoised + batch_broadcast(sigma_down / sigma, x) * (x - denoised)
+        if self.eta > 0:
+            x = x + batch_broadcast(c, x) * jax.random.normal(key, x.shape, x.dtype)
+        return x, x
+
+    keys = jax.random.split(noise_key, self.num_steps)
+    x, states = jax.lax.scan(step, x, (sigmas[:-1], sigmas[1:], keys))
+    return (x, common.trajectory(states, every)) if every else x

@@ -17,23 +17,26 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from samplers import common
 from samplers.registry import SAMPLERS
-from samplers.sigma_schedule import check_schedule, default_sigma_min, enter_sigma_space, sigma_steps
+from samplers.sigma_schedule import body_sigmas, check_schedule, enter_sigma_space, host_sigmas
 from sde_lib.base import SDE, Array, ScoreFn, batch_broadcast
 from sde_lib.parametrization import denoiser_from_score
 
 
-def multistep_weights(h: Array, h1: Array, h2: Array, order: Array) -> tuple[Array, Array, Array]:
+def multistep_weights(h: Array, h1: Array, h2: Array, order: Array, xp=jnp) -> tuple[Array, Array, Array]:
     """Weights (w0, w1, w2) of D_i, D_{i-1}, D_{i-2} in one DPM-Solver++ step, each `[B]`.
 
     `h` is this step's lambda increment, `h1` and `h2` the previous two; `order` (per step, 1, 2 or
     3) is the order of the step. The update is x' = e^-h x + w0 D_i + w1 D_{i-1} + w2 D_{i-2}.
     Order 2 is Lu et al. (2022), Algorithm 2: D_i + (D_i - D_{i-1}) h / (2 h1) times 1 - e^-h.
     Order 3 integrates the quadratic through (lambda_{i-2}, lambda_{i-1}, lambda_i) exactly.
+    `xp`: numpy for float64 coefficients on the host, jnp on device.
     """
-    a = -jnp.expm1(-h)
-    zero = jnp.zeros_like(h)
+    a = -xp.expm1(-h)
+    zero = xp.zeros_like(h)
     half_r = 0.5 * h / h1
     w2nd = (a * (1.0 + half_r), -a * half_r, zero)
     # Newton form D(u) = D_i + f1 u + f3 u (u + h1), u = lambda - lambda_i (so u_{i-1} = -h1).
@@ -46,7 +49,7 @@ def multistep_weights(h: Array, h1: Array, h2: Array, order: Array) -> tuple[Arr
     w3rd = (a + lin * f1[0] + quad * f3[0], lin * f1[1] + quad * f3[1], quad * f3[2])
     first = (a, zero, zero)
     return tuple(
-        jnp.where(order == 1, w1st, jnp.where(order == 2, w2, w3))
+        xp.where(order == 1, w1st, xp.where(order == 2, w2, w3))
         for w1st, w2, w3 in zip(first, w2nd, w3rd, strict=True)
     )
 
@@ -85,34 +88,51 @@ class DPMSolverPPSampler:
         return self.num_steps
 
     def __call__(self, rng: Array, score_fn: ScoreFn, shape: tuple[int, ...], x_init: Array | None = None,
-                 t_init: Array | float | None = None) -> tuple[Array, int]:
-        """Samples `[*shape]` (x space) and the number of score evaluations per example."""
-        # Split like the stochastic solvers so that all share the start for one key.
-        init_key, _ = jax.random.split(rng)
-        x, sigma_start = enter_sigma_space(self.sde, init_key, shape, x_init, t_init, self.sigma_max)
-        sigma_min = default_sigma_min(self.sde, self.sigma_min, self.eps, x.dtype)
-        sigmas = sigma_steps(self.sde, self.schedule, self.num_steps, sigma_min, sigma_start, self.rho)
-        denoiser = denoiser_from_score(self.sde, score_fn)
+                 t_init: Array | float | None = None, *, indices: Array | None = None,
+                 trajectory_every: int = 0) -> tuple[Array, int]:
+        """Samples `[*shape]` (x space) and the number of score evaluations per example (and with
+        `trajectory_every = k`, the states x_hat after every k-th step, `samplers.common.finish`)."""
+        sigmas = host_sigmas(self, x_init, t_init)
+        coefficients = None if sigmas is None else common.cast(self.coefficients(sigmas[:, None], np), x_init)
+        out = common.run_sampler(_dpm_solver_body, self, rng, score_fn, shape, x_init, t_init, indices, shared=coefficients,
+                                 trajectory_every=trajectory_every)
+        return common.finish(out, self.nfe, trajectory_every)
 
-        # Steps 0..n-2 between positive levels; lambda increments h and the previous two.
+    def coefficients(self, sigmas: Array, xp=jnp) -> tuple[Array, ...]:
+        """`(levels, ratio, w0, w1, w2)` of the steps 0..n-2 between positive levels, each `[n - 1, B]`
+        (levels `[n, B]`), from the noise levels `sigmas: [n + 1, B]`."""
         levels = sigmas[:-1]
-        h = jnp.log(levels[:-1]) - jnp.log(levels[1:])
-        pad = jnp.ones_like(h[:2])
-        h1 = jnp.concatenate([pad[:1], h[:-1]], axis=0)
-        h2 = jnp.concatenate([pad, h[:-2]], axis=0)
-        step_index = jnp.arange(h.shape[0])
-        order = jnp.minimum(step_index + 1, self.order)[:, None]
-        weights = multistep_weights(h, h1, h2, order)
+        h = xp.log(levels[:-1]) - xp.log(levels[1:])  # lambda increments, then the previous two
+        pad = xp.ones_like(h[:2])
+        h1 = xp.concatenate([pad[:1], h[:-1]], axis=0)
+        h2 = xp.concatenate([pad, h[:-2]], axis=0)
+        order = xp.minimum(xp.arange(h.shape[0]) + 1, self.order)[:, None]
+        return (levels, levels[1:] / levels[:-1], *multistep_weights(h, h1, h2, order, xp))
 
-        def step(carry, inputs):
-            x, prev, prev2 = carry
-            sigma, ratio, w0, w1, w2 = inputs
-            denoised = denoiser(x, sigma)
-            x = (batch_broadcast(ratio, x) * x + batch_broadcast(w0, x) * denoised
-                 + batch_broadcast(w1, x) * prev + batch_broadcast(w2, x) * prev2)
-            return (x, denoised, prev), None
 
-        history = jnp.zeros_like(x)
-        ratio = levels[1:] / levels[:-1]
-        (x, _, _), _ = jax.lax.scan(step, (x, history, history), (levels[:-1], ratio, *weights))
-        return denoiser(x, levels[-1]), self.nfe
+def _dpm_solver_body(static, rng, score_fn, start, host_coefficients):
+    self, example_shape, _, every = static
+    x_init, t_init = start
+    # Split like the stochastic solvers so that all share the start for one key.
+    init_key, _ = jax.random.split(rng)
+    x, sigma_start = enter_sigma_space(self.sde, init_key, (1, *example_shape), x_init, t_init, self.sigma_max)
+    if host_coefficients is None:
+        levels, ratio, *weights = self.coefficients(body_sigmas(self, sigma_start, None))
+    else:
+        levels, ratio, *weights = host_coefficients
+    denoiser = denoiser_from_score(self.sde, score_fn)
+
+    def step(carry, inputs):
+        x, prev, prev2 = carry
+        sigma, ratio, w0, w1, w2 = inputs
+        denoised = denoiser(x, sigma)
+        x = (batch_broadcast(ratio, x) * x + batch_broadcast(w0, x) * denoised
+             + batch_broadcast(w1, x) * prev + batch_broadcast(w2, x) * prev2)
+        return (x, denoised, prev), x
+
+    history = jnp.zeros_like(x)
+    (x, _, _), states = jax.lax.scan(step, (x, history, history), (levels[:-1], ratio, *weights))
+    x = denoiser(x, levels[-1])
+    if every:
+        return x, common.trajectory(jnp.concatenate([states, x[None]]), every)
+    return x

@@ -10,8 +10,9 @@ import math
 import jax
 import jax.numpy as jnp
 
+from samplers import common
 from samplers.registry import SAMPLERS
-from samplers.sigma_schedule import check_schedule, default_sigma_min, enter_sigma_space, sigma_steps
+from samplers.sigma_schedule import body_sigmas, check_schedule, enter_sigma_space, host_sigmas
 from sde_lib.base import SDE, Array, ScoreFn, batch_broadcast
 from sde_lib.parametrization import denoiser_from_score
 
@@ -59,37 +60,51 @@ class EDMHeunSampler:
         return 2 * self.num_steps - 1
 
     def __call__(self, rng: Array, score_fn: ScoreFn, shape: tuple[int, ...], x_init: Array | None = None,
-                 t_init: Array | float | None = None) -> tuple[Array, int]:
-        """Samples `[*shape]` (x space) and the number of score evaluations per example."""
-        init_key, churn_key = jax.random.split(rng)
-        x, sigma_start = enter_sigma_space(self.sde, init_key, shape, x_init, t_init, self.sigma_max)
-        sigma_min = default_sigma_min(self.sde, self.sigma_min, self.eps, x.dtype)
-        sigmas = sigma_steps(self.sde, self.schedule, self.num_steps, sigma_min, sigma_start, self.rho)
-        denoiser = denoiser_from_score(self.sde, score_fn)
-        gamma_max = min(self.S_churn / self.num_steps, math.sqrt(2.0) - 1.0)
+                 t_init: Array | float | None = None, *, indices: Array | None = None,
+                 trajectory_every: int = 0) -> tuple[Array, int]:
+        """Samples `[*shape]` (x space) and the number of score evaluations per example (and with
+        `trajectory_every = k`, the states x_hat after every k-th step, `samplers.common.finish`)."""
+        sigmas = common.cast(host_sigmas(self, x_init, t_init), x_init)
+        out = common.run_sampler(_edm_heun_body, self, rng, score_fn, shape, x_init, t_init, indices, shared=sigmas,
+                                 trajectory_every=trajectory_every)
+        return common.finish(out, self.nfe, trajectory_every)
 
-        def churn(x, sigma, key):
-            """Algorithm 2, lines 4-6: raise the noise level to sigma_hat = (1 + gamma) sigma."""
-            if self.S_churn == 0:
-                return x, sigma
-            in_range = (sigma >= self.S_min) & (sigma <= self.S_max)
-            gamma = jnp.where(in_range, gamma_max, 0.0).astype(sigma.dtype)
-            sigma_hat = sigma * (1.0 + gamma)
-            # sqrt(sigma_hat^2 - sigma^2), written without the cancellation that gives NaN at gamma = 0
-            extra = sigma * jnp.sqrt(gamma * (2.0 + gamma)) * self.S_noise
-            return x + batch_broadcast(extra, x) * jax.random.normal(key, x.shape, x.dtype), sigma_hat
 
-        def heun_step(x, inputs):
-            sigma, sigma_next, key = inputs
-            x, sigma_hat = churn(x, sigma, key)
-            slope = (x - denoiser(x, sigma_hat)) / batch_broadcast(sigma_hat, x)
-            step = batch_broadcast(sigma_next - sigma_hat, x)
-            x_euler = x + step * slope
-            slope_next = (x_euler - denoiser(x_euler, sigma_next)) / batch_broadcast(sigma_next, x)
-            return x + step * 0.5 * (slope + slope_next), None
+def _edm_heun_body(static, rng, score_fn, start, host_levels):
+    self, example_shape, _, every = static
+    x_init, t_init = start
+    init_key, churn_key = jax.random.split(rng)
+    x, sigma_start = enter_sigma_space(self.sde, init_key, (1, *example_shape), x_init, t_init, self.sigma_max)
+    sigmas = body_sigmas(self, sigma_start, host_levels)
+    denoiser = denoiser_from_score(self.sde, score_fn)
+    gamma_max = min(self.S_churn / self.num_steps, math.sqrt(2.0) - 1.0)
 
-        keys = jax.random.split(churn_key, self.num_steps)
-        x, _ = jax.lax.scan(heun_step, x, (sigmas[:-2], sigmas[1:-1], keys[:-1]))
-        # The Euler step from sigma_hat to 0 lands exactly on the denoiser output.
-        x, sigma_hat = churn(x, sigmas[-2], keys[-1])
-        return denoiser(x, sigma_hat), self.nfe
+    def churn(x, sigma, key):
+        """Algorithm 2, lines 4-6: raise the noise level to sigma_hat = (1 + gamma) sigma."""
+        if self.S_churn == 0:
+            return x, sigma
+        in_range = (sigma >= self.S_min) & (sigma <= self.S_max)
+        gamma = jnp.where(in_range, gamma_max, 0.0).astype(sigma.dtype)
+        sigma_hat = sigma * (1.0 + gamma)
+        # sqrt(sigma_hat^2 - sigma^2), written without the cancellation that gives NaN at gamma = 0
+        extra = sigma * jnp.sqrt(gamma * (2.0 + gamma)) * self.S_noise
+        return x + batch_broadcast(extra, x) * jax.random.normal(key, x.shape, x.dtype), sigma_hat
+
+    def heun_step(x, inputs):
+        sigma, sigma_next, key = inputs
+        x, sigma_hat = churn(x, sigma, key)
+        slope = (x - denoiser(x, sigma_hat)) / batch_broadcast(sigma_hat, x)
+        step = batch_broadcast(sigma_next - sigma_hat, x)
+        x_euler = x + step * slope
+        slope_next = (x_euler - denoiser(x_euler, sigma_next)) / batch_broadcast(sigma_next, x)
+        x = x + step * 0.5 * (slope + slope_next)
+        return x, x
+
+    keys = jax.random.split(churn_key, self.num_steps)
+    x, states = jax.lax.scan(heun_step, x, (sigmas[:-2], sigmas[1:-1], keys[:-1]))
+    # The Euler step from sigma_hat to 0 lands exactly on the denoiser output.
+    x, sigma_hat = churn(x, sigmas[-2], keys[-1])
+    x = denoiser(x, sigma_hat)
+    if every:
+        return x, common.trajectory(jnp.concatenate([states, x[None]]), every)
+    return x

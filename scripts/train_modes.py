@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import sys
 import time
 
 import jax
@@ -21,6 +22,9 @@ flags.DEFINE_integer("max_steps", None, "train: stop at this step (saving a chec
 flags.DEFINE_float("time_budget_s", None, "train: stop after this many seconds of training (saving a checkpoint).")
 flags.DEFINE_integer("num_samples", None, "sample: how many samples (default sampling.batch_size); "
                      "evaluate: for FID/KID (default eval.num_samples).")
+flags.DEFINE_string("seeds", None, "sample: seeds to draw, as ranges and lists (0-49999, 1,5,7): sample k comes "
+                    "from seed k alone, written once to samples/seeds_<method>_step<k>/; a rerun skips the seeds "
+                    "already written (resumable).")
 flags.DEFINE_string("split", None, "likelihood/evaluate: data split for bits/dim (default eval.bpd_dataset).")
 flags.DEFINE_integer("max_examples", None, "likelihood/evaluate: use at most this many examples of the split.")
 flags.DEFINE_enum("feature_extractor", "digits", ["digits", "inception"],
@@ -110,9 +114,40 @@ def sample_to_files(config: ml_collections.ConfigDict, workdir: pathlib.Path, nu
             "npz": str(stem.with_suffix(".npz").absolute())}
 
 
+def sample_seeds_to_files(config: ml_collections.ConfigDict, workdir: pathlib.Path, seeds_text: str) -> dict:
+    """The samples of `seeds_text` (`training.seeds.parse_seeds`) of the newest checkpoint's EMA
+    parameters, one file per seed under `samples/seeds_<method>_step<k>/`; resumes a killed run."""
+    from training.data import get_data_inverse_scaler
+    from training.evaluation import generate_samples, load_trained
+    from training.seeds import parse_seeds, sample_seeds
+
+    seeds = parse_seeds(seeds_text)
+    exp, state = load_trained(config, workdir, step=config.eval.checkpoint)
+    step = int(jax.device_get(state.step))
+
+    def generate(seeds, on_batch):
+        # one key for every seed: seed k's sample is the same at every checkpoint's noise
+        return generate_samples(exp, state.ema_params, len(seeds), exp.keys.sample, seeds=seeds, on_batch=on_batch,
+                                batch_size=config.sampling.batch_size, inverse_scaler=get_data_inverse_scaler(config))
+
+    start = time.time()
+    record = {"sampler": config.sampling.method, "checkpoint_step": step, "seed": config.seed}
+    out_dir = workdir / "samples" / f"seeds_{config.sampling.method}_step{step}"
+    return {**sample_seeds(generate, seeds, out_dir, record), "seconds": time.time() - start}
+
+
 @register_mode("sample")
 def sample_mode(config, workdir: pathlib.Path) -> int:
-    _report(sample_to_files(_require(config, "sample"), workdir, FLAGS.num_samples))
+    from training.seeds import SeedsError
+
+    config = _require(config, "sample")
+    if FLAGS.seeds is not None:
+        try:
+            _report(sample_seeds_to_files(config, workdir, FLAGS.seeds))
+        except SeedsError as error:
+            sys.exit(f"score-sde sample: --seeds: {error}")
+    else:
+        _report(sample_to_files(config, workdir, FLAGS.num_samples))
     return 0
 
 

@@ -58,18 +58,17 @@ def make_score_fn(sde: sde_lib.SDE, model: nn.Module, params: Params, *, continu
 
 def make_sample_fn(sampler, sde: sde_lib.SDE, model: nn.Module, shape: tuple[int, ...], mesh: Mesh, *,
                    continuous: bool, precond: sde_lib.Preconditioning | None
-                   ) -> Callable[[Params, jax.Array], tuple[jax.Array, jax.Array]]:
-    """Jitted `sample(params, rng) -> (samples: shape, nfe)`; the prior draw is split along the
-    mesh's data axis, so the whole chain runs data-parallel."""
+                   ) -> Callable[[Params, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]:
+    """Jitted `sample(params, rng, indices) -> (samples: shape, nfe)`: example i is drawn from
+    `fold_in(rng, indices[i])` alone (`samplers.common`), whatever the batch; the indices are split
+    along the mesh's data axis, so the whole chain runs data-parallel."""
 
-    def sample(params, rng):
-        prior_key, chain_key = jax.random.split(rng)
-        x_init = jax.lax.with_sharding_constraint(sde.prior_sampling(prior_key, shape), batch_sharding(mesh))
+    def sample(params, rng, indices):
         score_fn = make_score_fn(sde, model, params, continuous=continuous, precond=precond)
-        samples, nfe = sampler(chain_key, score_fn, shape, x_init=x_init, t_init=sde.T)
+        samples, nfe = sampler(rng, score_fn, shape, indices=indices)
         return samples, jnp.asarray(nfe)
 
-    return jax.jit(sample, in_shardings=(replicated(mesh), replicated(mesh)),
+    return jax.jit(sample, in_shardings=(replicated(mesh), replicated(mesh), batch_sharding(mesh)),
                    out_shardings=(batch_sharding(mesh), replicated(mesh)))
 
 
@@ -136,25 +135,34 @@ def load_trained(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
 
 
 def generate_samples(exp, params: Params, num_samples: int, rng: jax.Array, *, batch_size: int,
-                     inverse_scaler: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, int]:
+                     inverse_scaler: Callable[[np.ndarray], np.ndarray], seeds=None,
+                     on_batch: Callable[[np.ndarray, np.ndarray], None] | None = None) -> tuple[np.ndarray, int]:
     """`num_samples` samples of the config's sampler with `params`, in data space ([0, 1] for
-    images), drawn `batch_size` at a time; batch i uses `fold_in(rng, i)`. Returns (samples, nfe)."""
+    images), drawn `batch_size` at a time. Sample k is drawn from `fold_in(rng, seeds[k])` alone
+    (`seeds` default `range(num_samples)`), so it does not depend on the batch size or the device count
+    (the last batch is padded with further seeds, whose samples are dropped). `on_batch(seeds, samples)`
+    is called after each batch. Returns (samples, nfe)."""
     from training import builders
 
     config = exp.config
     sampler = builders.build_sampler(config, exp.sde)
-    batch_size = min(batch_size, num_samples)
+    seeds = np.arange(num_samples) if seeds is None else np.asarray(seeds, np.int64)
+    batch_size = min(batch_size, len(seeds))
     batch_size += -batch_size % exp.mesh.size
     sample_fn = make_sample_fn(sampler, exp.sde, exp.model, (batch_size, *exp.data_shape), exp.mesh,
                                continuous=config.training.continuous, precond=exp.precond)
     chunks, nfe = [], 0
-    for i in range(-(-num_samples // batch_size)):
-        samples, nfe = sample_fn(params, jax.random.fold_in(rng, i))
-        chunks.append(np.asarray(inverse_scaler(np.asarray(samples))))
-    out = np.concatenate(chunks)[:num_samples]
-    if out.ndim == 4:
-        out = np.clip(out, 0.0, 1.0)
-    return out, int(nfe)
+    for start in range(0, len(seeds), batch_size):
+        chunk = seeds[start:start + batch_size]
+        padded = np.concatenate([chunk, chunk[-1] + 1 + np.arange(batch_size - len(chunk))])
+        samples, nfe = sample_fn(params, rng, shard_batch(padded.astype(np.uint32), batch_sharding(exp.mesh)))
+        out = np.asarray(inverse_scaler(np.asarray(samples)))[:len(chunk)]
+        if out.ndim == 4:
+            out = np.clip(out, 0.0, 1.0)
+        chunks.append(out)
+        if on_batch is not None:
+            on_batch(chunk, out)
+    return np.concatenate(chunks), int(nfe)
 
 
 def inception_score(logits: np.ndarray, *, num_splits: int = 10) -> tuple[float, float]:

@@ -215,6 +215,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, max
         sample_shape = (num_samples + -num_samples % exp.mesh.size, *exp.data_shape)
         sample_fn = make_sample_fn(builders.build_sampler(config, exp.sde), exp.sde, exp.model, sample_shape,
                                    exp.mesh, continuous=continuous, precond=exp.precond)
+        sample_indices = shard_batch(np.arange(sample_shape[0], dtype=np.uint32), batch_sharding(exp.mesh))
         inverse_scaler = get_data_inverse_scaler(config)
 
     writer = MetricWriter(workdir)
@@ -279,7 +280,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, max
             if saving:
                 ckpt.maybe_save(step, state, force=last)
             if sample_fn is not None and _crossed(step, n, t.snapshot_freq):
-                samples, _ = sample_fn(state.ema_params, jax.random.fold_in(exp.keys.sample, step))
+                samples, _ = sample_fn(state.ema_params, jax.random.fold_in(exp.keys.sample, step), sample_indices)
                 samples = np.asarray(samples)[:num_samples]
                 writer.write_samples(step, np.clip(np.asarray(inverse_scaler(samples)), 0.0, 1.0))
             if out_of_time:
