@@ -94,7 +94,8 @@ def check_score_shape(score_fn: ScoreFn, x: Array) -> None:
     shape = getattr(out, "shape", None)
     if shape != x.shape:
         got = f"shape {shape}" if shape is not None else f"a {type(out).__name__}"
-        raise ValueError(f"score_fn(x, t) must return an array shaped like x, {x.shape}, but returned {got}")
+        raise ValueError(f"score_fn(x, t) must return an array shaped like x, {x.shape} (the samplers call it on one "
+                         f"example at a time, under vmap), but returned {got}")
 
 
 def initial_state(sde: SDE, rng: Array, shape: tuple[int, ...], x_init: Array | None,

@@ -138,7 +138,7 @@ def test_inpainting_rejects_non_pc_samplers_bad_masks_and_wrong_score_shapes():
         inpaint(jax.random.key(0), lambda x, t: x, known, jnp.asarray(MASK), object())
     with pytest.raises(ValueError, match="does not broadcast"):
         inpaint(jax.random.key(0), lambda x, t: x, known, jnp.ones(3), PCSampler(sde, num_steps=30))
-    with pytest.raises(ValueError, match=r"shaped like x, \(4, 5\), but returned shape \(4,\)"):
+    with pytest.raises(ValueError, match=r"shaped like x, \(1, 5\) .*, but returned shape \(1,\)"):
         inpaint(jax.random.key(0), lambda x, t: x.sum(-1), known, jnp.asarray(MASK), PCSampler(sde, num_steps=30))
 
 
