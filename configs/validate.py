@@ -13,6 +13,7 @@ import numbers
 import ml_collections
 
 from configs.default import get_default_config
+from sde_lib import SDES
 
 LOSSES = ("dsm", "ddpm", "smld", "edm")
 PRECONDS = ("none", "edm", "vp", "ve")
@@ -119,8 +120,6 @@ def _check(key: str, value, ok: bool, requirement: str) -> None:
 
 
 def _check_enums(c: ml_collections.ConfigDict) -> None:
-    from sde_lib import SDES
-
     _check_enum("training.sde", c.training.sde, SDES.names())
     for key, known in _FIXED_ENUMS.items():
         section, name = key.split(".")

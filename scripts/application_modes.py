@@ -2,8 +2,8 @@
 anomaly (the library code is in `samplers.denoise`, `.edit`, `.encode`, `.anomaly`).
 
 `score-sde <mode> --config=FILE --workdir=DIR --input=PATH [mode flags]`. As in every mode of
-the main CLI, the model is the config's, with the EMA parameters of the newest good checkpoint
-of `workdir`. Importing this module registers the modes in `scripts.modes.MODES` and defines
+the main CLI, the model is the config's, with the EMA parameters of `workdir`'s checkpoint
+`eval.checkpoint` (0 = the newest good one), restored by `training.experiment.load_trained`. Importing this module registers the modes in `scripts.modes.MODES` and defines
 their flags; each mode is a thin adapter over a function with explicit arguments
 (`denoise_inputs`, `edit_inputs`, ...) that a notebook or test can call directly.
 
@@ -29,6 +29,10 @@ import samplers
 from samplers import anomaly, denoise, edit, encode
 from scripts.modes import register_mode
 from sde_lib import SDE, ScoreFn
+from training.builders import build_sampler
+from training.data import get_data_inverse_scaler, get_data_scaler
+from training.experiment import load_trained, make_score_fn
+from training.logging import save_image_grid
 
 
 # --- inputs and outputs ---------------------------------------------------------------------
@@ -63,8 +67,6 @@ def _read(path: pathlib.Path, key: str, channels: int) -> tuple[np.ndarray, bool
 
 def load_array(path: str | pathlib.Path, config: ml_collections.ConfigDict, key: str = "images") -> np.ndarray:
     """Images `[B, H, W, C]` (or points `[B, d]`) in the model's data range, float32."""
-    from training.data import get_data_scaler
-
     array, pixels = _read(pathlib.Path(path), key, config.data.num_channels)
     return get_data_scaler(config)(array) if pixels else array
 
@@ -85,9 +87,6 @@ def check_shape(x: np.ndarray, config: ml_collections.ConfigDict) -> None:
 
 def save_array(out_dir: pathlib.Path, name: str, x: np.ndarray, config: ml_collections.ConfigDict) -> list[str]:
     """Write `name.npz` (model range) and, for images `[..., H, W, C]`, `name.png` (a grid)."""
-    from training.data import get_data_inverse_scaler
-    from training.logging import save_image_grid
-
     out_dir.mkdir(parents=True, exist_ok=True)
     x = np.asarray(x, np.float32)
     written = [out_dir / f"{name}.npz"]
@@ -106,32 +105,17 @@ def write_summary(out_dir: pathlib.Path, summary: dict) -> dict:
 
 
 # --- the model ------------------------------------------------------------------------------
-def restore_score_fn(config: ml_collections.ConfigDict, workdir: pathlib.Path,
-                     data_shape: tuple[int, ...]) -> tuple[SDE, ScoreFn]:
-    """The SDE and the evaluation score function of the EMA parameters of `workdir`'s newest good
-    checkpoint (the training engineer's `Checkpointer`); an error if there is none."""
-    from training.evaluation import make_score_fn
-    from training.train_loop import build_experiment, checkpointer_for
-
-    exp = build_experiment(config, data_shape)
-    _, abstract = exp.init_state()
-    ckpt = checkpointer_for(config, workdir)
-    try:
-        state = ckpt.restore_latest(abstract)
-    finally:
-        ckpt.close()
-    if state is None:
-        raise FileNotFoundError(f"no checkpoint to restore in {workdir} (train a model there first)")
+def restore_score_fn(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> tuple[SDE, ScoreFn]:
+    """The SDE and the evaluation score function of the EMA parameters of `workdir`'s checkpoint
+    (`eval.checkpoint`, 0 = the newest good one; `training.experiment.load_trained`)."""
+    exp, state = load_trained(config, workdir, step=config.eval.checkpoint)
     logging.info("Using the EMA parameters of step %d", int(state.step))
-    score_fn = make_score_fn(exp.sde, exp.model, state.ema_params, continuous=config.training.continuous,
-                             precond=exp.precond)
+    score_fn = make_score_fn(exp.sde, exp.model, state.ema_params, continuous=exp.continuous, precond=exp.precond)
     return exp.sde, score_fn
 
 
 def _sampler(config: ml_collections.ConfigDict, sde: SDE, name: str | None):
     """The config's sampler, or the named one with its defaults (plus the config's `sampling.eps`)."""
-    from training.builders import build_sampler
-
     if name is None:
         return build_sampler(config, sde)
     cls = samplers.SAMPLERS.get(name)
@@ -144,7 +128,7 @@ def _prepare(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, inp
     x = load_array(input_path, config)
     check_shape(x, config)
     out_dir = pathlib.Path(output_dir) if output_dir else pathlib.Path(workdir) / mode
-    sde, score_fn = restore_score_fn(config, pathlib.Path(workdir), x.shape[1:])
+    sde, score_fn = restore_score_fn(config, pathlib.Path(workdir))
     return jnp.asarray(x), out_dir, sde, score_fn
 
 

@@ -2,7 +2,7 @@
 
     python -m scripts.benchmark_anomaly --config=configs/digits.py --inlier_classes=0,1,2,3,4 --steps=2000
 
-Trains the config's model (the training engineer's experiment, train step and EMA) on the train
+Trains the config's model (`training.experiment`, the train step and EMA) on the train
 split restricted to `inlier_classes`, then scores the test split: inliers (test images of those
 classes) against (a) the held-out classes and (b) uniform-noise images, with two scores
 (`samplers.anomaly`): the denoising error (all test images) and the probability-flow NLL in
@@ -22,6 +22,10 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from samplers import anomaly
+from training.data import build_dataset, get_data_scaler
+from training.experiment import build_experiment, make_score_fn
+from training.sharding import batch_sharding, shard_batch
+from training.train_step import jit_train_steps, make_objective, make_train_step
 
 config_flags.DEFINE_config_file("config", "configs/digits.py", "Config file (digits).", lock_config=True)
 flags.DEFINE_list("inlier_classes", ["0", "1", "2", "3", "4"], "Classes the model is trained on.")
@@ -34,8 +38,6 @@ FLAGS = flags.FLAGS
 
 def _split(config, split: str) -> tuple[np.ndarray, np.ndarray]:
     """All images `[N, H, W, C]` (scaled as the model expects) and labels `[N]` of a split."""
-    from training.data import build_dataset
-
     ds = build_dataset(config, split, batch_size=100, seed=config.seed, shuffle=False, evaluation=True,
                        drop_remainder=False)
     batches = [ds[i] for i in range(len(ds))]
@@ -45,10 +47,6 @@ def _split(config, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 def train_on_classes(config, images: np.ndarray, steps: int):
     """EMA parameters after `steps` updates on `images` (random batches with a fixed seed)."""
-    from training.sharding import batch_sharding, shard_batch
-    from training.train_loop import build_experiment
-    from training.train_step import jit_train_steps, make_objective, make_train_step
-
     exp = build_experiment(config, images.shape[1:])
     state, _ = exp.init_state()
     objective = make_objective(exp.model, exp.loss, exp.sde, continuous=config.training.continuous,
@@ -78,9 +76,6 @@ def _in_batches(fn, x: np.ndarray, batch: int) -> np.ndarray:
 
 
 def main(_):
-    from training.data import get_data_scaler
-    from training.evaluation import make_score_fn
-
     config = FLAGS.config
     if FLAGS.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {FLAGS.steps}")

@@ -3,7 +3,7 @@
     python -m scripts.benchmark_train_step --config=configs/ve/cifar10_ncsnpp_continuous.py \
         --batch_size=128 --repeats=10 [--config.model.compute_dtype=bfloat16] [--output=bench.json]
 
-Builds the run exactly as training does (`training.train_loop.build_experiment`: SDE, loss,
+Builds the run exactly as training does (`training.experiment.build_experiment`: SDE, loss,
 optimiser, EMA, replicated state on the device mesh) and times the jitted step of
 `training.train_step` on a synthetic batch of the config's data shape, uniform in [0, 1] and
 scaled as the model expects (throughput does not depend on the pixel values, and no data set
@@ -31,6 +31,13 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+import models
+from configs import validate_config
+from training.data import data_shape_of, get_data_scaler
+from training.experiment import build_experiment
+from training.sharding import batch_sharding, check_batch_size, shard_batch
+from training.train_step import jit_train_steps, make_objective, make_train_step
+
 config_flags.DEFINE_config_file("config", None, "Config file (defines get_config()).", lock_config=True)
 flags.DEFINE_integer("batch_size", 0, "Global batch size (0: the config's training.batch_size).")
 flags.DEFINE_integer("repeats", 10, "Timed calls after the warm-up; the median is reported.")
@@ -40,29 +47,14 @@ flags.DEFINE_string("output", None, "Also write the JSON to this path.")
 FLAGS = flags.FLAGS
 
 
-def example_shape(config) -> tuple[int, ...]:
-    """One example's shape: `[H, W, C]`, or `[2]` for 2-D point data."""
-    from training import datasets
-
-    if datasets.is_point_dataset(config.data.dataset):
-        return (2,)
-    return (config.data.image_size, config.data.image_size, config.data.num_channels)
-
-
 def benchmark(config, *, batch_size: int, repeats: int, steps_per_call: int = 1,
               max_seconds: float = 0.0, seed: int = 0) -> dict:
     """Time `repeats` calls of the jitted training step of `config` at `batch_size`; see the
     module docstring for the fields of the returned dict."""
-    import models
-    from training.data import get_data_scaler
-    from training.sharding import batch_sharding, check_batch_size, shard_batch
-    from training.train_loop import build_experiment
-    from training.train_step import jit_train_steps, make_objective, make_train_step
-
     if batch_size < 1 or repeats < 1 or steps_per_call < 1:
         raise ValueError(f"batch_size, repeats and steps_per_call must be positive, got "
                          f"{batch_size}, {repeats}, {steps_per_call}")
-    shape = example_shape(config)
+    shape = data_shape_of(config)
     exp = build_experiment(config, shape)
     check_batch_size(batch_size, exp.mesh)
     state, _ = exp.init_state()
@@ -120,8 +112,6 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
     if FLAGS.config is None:
         raise app.UsageError("--config is required, e.g. --config=configs/ve/cifar10_ncsnpp_continuous.py")
-    from configs import validate_config
-
     config = validate_config(FLAGS.config)
     batch_size = FLAGS.batch_size or config.training.batch_size
     result = benchmark(config, batch_size=batch_size, repeats=FLAGS.repeats, steps_per_call=FLAGS.steps_per_call,

@@ -17,13 +17,15 @@ import sys
 
 import numpy as np
 
+from training.inception import variables_from_state_dict
+
 
 def read_state_dict(path: pathlib.Path) -> dict[str, np.ndarray]:
     if path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as npz:
             return {key: npz[key] for key in npz.files}
     try:
-        import torch
+        import torch  # deferred: torch is optional, needed only to read a .pth
     except ImportError as error:
         raise SystemExit("reading a .pth file needs torch: pip install torch (CPU build is enough)") from error
     state = torch.load(path, map_location="cpu", weights_only=True)
@@ -38,8 +40,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("output", type=pathlib.Path, help="the .npz to write")
     parser.add_argument("--force", action="store_true", help="overwrite an existing output")
     args = parser.parse_args(argv)
-    from training.inception import variables_from_state_dict
-
     if not args.source.is_file():
         raise SystemExit(f"{args.source} does not exist")
     if args.output.exists() and not args.force:

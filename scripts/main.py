@@ -14,12 +14,16 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from configs import ConfigError, validate_config
+from configs.load import apply_override, load_config_file
 from scripts import train_modes  # noqa: F401  (registers train, sample, likelihood, evaluate, demo)
 
 # ---- Further mode modules: one import line each, e.g. `from scripts import application_modes`. ----
 from scripts import application_modes  # noqa: F401  # isort: skip  (denoise, edit, encode, decode, interpolate, anomaly)
 
 from scripts.modes import MODES  # noqa: E402  (filled by the imports above)
+from training.checkpoint import CheckpointMismatchError, CheckpointSaveError
+from training.train_loop import ResumeConfigError
 
 config_flags.DEFINE_config_file("config", None, "Path to a config file (Python, defines get_config()).",
                                 lock_config=True)
@@ -62,9 +66,6 @@ def _config_arguments(argv: list[str]) -> tuple[str | None, list[str]]:
 def _check_config_arguments(argv: list[str]) -> None:
     """Exit with a message naming the key when an override names no config key or has the wrong
     type (ml_collections' own parser would fail later with a traceback)."""
-    from configs import ConfigError
-    from configs.load import apply_override, load_config_file
-
     path, overrides = _config_arguments(argv[1:])
     if path is None or not overrides:
         return
@@ -86,8 +87,6 @@ def run(argv: list[str]) -> int:
         raise app.UsageError(f"unknown mode {mode!r}; " + _usage())
     config = FLAGS.config
     if config is not None:
-        from configs import ConfigError, validate_config
-
         try:
             validate_config(config)
         except ConfigError as error:
@@ -96,9 +95,6 @@ def run(argv: list[str]) -> int:
         raise app.UsageError(f"--workdir is required for mode {mode!r}")
     logging.get_absl_handler().python_handler.addFilter(_QuietCheckpointing())
     logging.info("score-sde %s, workdir %s", mode, FLAGS.workdir)
-    from training.checkpoint import CheckpointMismatchError, CheckpointSaveError
-    from training.train_loop import ResumeConfigError
-
     try:
         return MODES[mode](config, pathlib.Path(FLAGS.workdir)) or 0
     except (ResumeConfigError, CheckpointMismatchError, CheckpointSaveError) as error:

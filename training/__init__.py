@@ -1,7 +1,22 @@
-"""Training: data pipelines, train state and step, checkpoints, logging and the training loop.
+"""Training: data pipelines, train state and step, checkpoints, logging, the training loop and the
+evaluation of a trained run.
 
-Data API (`training.data`): `build_dataset(config, split, *, batch_size, seed, shuffle=True,
-evaluation=False, drop_remainder=True)` -> grain MapDataset with `ds[step]` = {"image", "label"};
-`get_data_scaler(config)`, `get_data_inverse_scaler(config)`, `load_uint8_images(config, split)`.
-Data sources (embedded TFDS builders, catalog data sets, image folders): `training.datasets`.
+Modules, in the order they build on each other (no module imports a later one):
+- data: `training.data` (`build_dataset(config, split, *, batch_size, seed, shuffle=True,
+  evaluation=False, drop_remainder=True)` -> grain MapDataset with `ds[step]` = {"image", "label"};
+  `get_data_scaler`, `get_data_inverse_scaler`, `load_uint8_images`, `data_shape_of`), data
+  sources in `training.datasets`.
+- the step: `training.sharding` (mesh, batch layout), `training.state` (`TrainState`),
+  `training.train_step`, `training.checkpoint`, `training.logging`, `training.preemption`.
+- `training.builders`: the thin layer from a config to SDE, loss, preconditioning, optimiser, sampler.
+- `training.experiment`: the typed `Experiment` of a config (`build_experiment`), `RunKeys`,
+  `make_score_fn`, and `load_trained(config, workdir, step) -> (experiment, state)`, the one
+  restore path of every mode that uses a trained model.
+- `training.sampling` (`make_sample_fn`, `generate_samples` on the mesh) and
+  `training.likelihood` (`split_likelihood`: bits/dim of batches, explicit arguments).
+- `training.train_loop.train(config, workdir)`.
+- `training.metrics` (FID/KID/IS maths, reference-feature cache; numpy only) and the feature
+  extractors `training.digits_classifier`, `training.inception`.
+- `training.evaluate`: the evaluation protocol from a config (`sample_to_files`,
+  `likelihood_to_file`, `evaluate`); the CLI modes (`scripts.train_modes`) only adapt it.
 """

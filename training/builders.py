@@ -17,6 +17,9 @@ import sde_lib
 
 LOSSES = ("dsm", "ddpm", "smld", "edm")
 
+Loss = sde_lib.DSMLoss | sde_lib.DDPMLoss | sde_lib.SMLDLoss | sde_lib.EDMLoss
+"""`loss(fn, x: [B, ...], rng) -> [B]`, one of the objectives of `LOSSES`."""
+
 
 def build_sde(config: ml_collections.ConfigDict) -> sde_lib.SDE:
     """The forward SDE of `config.training.sde` with the parameters of `config.model`."""
@@ -27,7 +30,7 @@ def build_sde(config: ml_collections.ConfigDict) -> sde_lib.SDE:
     return sde_lib.build_sde(name, beta_min=m.beta_min, beta_max=m.beta_max, N=m.num_scales)
 
 
-def build_loss(config: ml_collections.ConfigDict, sde: sde_lib.SDE):
+def build_loss(config: ml_collections.ConfigDict, sde: sde_lib.SDE) -> Loss:
     """The training objective: `loss(fn, x: [B, ...], rng) -> [B]`, where `fn` is a score
     function for dsm / ddpm / smld and an EDM denoiser `D(x, sigma)` for edm."""
     t = config.training

@@ -18,6 +18,9 @@ import optax
 import orbax.checkpoint as ocp
 from absl import logging
 
+from training.data import open_split, preprocess_from_config
+from training.metrics import fingerprint_of
+
 PARAMS_DIR = "params"
 INFO_FILE = "classifier.json"
 FEATURE_DIM = 64
@@ -77,8 +80,6 @@ class DigitsFeatureExtractor:
     name = "digits"
 
     def __init__(self, params):
-        from training.evaluation import fingerprint_of
-
         self.params = params
         self.fingerprint = fingerprint_of("digits", params)
         self._features = jax.jit(lambda p, x: DigitsClassifier().apply({"params": p}, x)[1])
@@ -111,8 +112,6 @@ def load(directory: str | pathlib.Path):
 
 def _split_arrays(config: ml_collections.ConfigDict, split: str) -> tuple[np.ndarray, np.ndarray]:
     """All images of a digits split in [0, 1] `[N, 8, 8, 1]` and their labels `[N]`."""
-    from training.data import open_split, preprocess_from_config
-
     source = open_split(config, split)
     select = preprocess_from_config(config, evaluation=True).select
     examples = [select(source[i]) for i in range(len(source))]

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
+from training.metrics import fingerprint_of
 from training.sharding import batch_sharding, make_mesh, replicated
 
 FEATURE_DIM = 2048
@@ -294,8 +295,6 @@ class InceptionFeatureExtractor:
                  mesh: Mesh | None = None):
         if image_size < MIN_IMAGE_SIZE:
             raise ValueError(f"image_size must be >= {MIN_IMAGE_SIZE}, got {image_size}")
-        from training.evaluation import fingerprint_of
-
         self.fingerprint = fingerprint_of("fid-inception-v3", str(image_size), variables)
         mesh = make_mesh(jax.local_devices()) if mesh is None else mesh
         self.batch_size = batch_size + (-batch_size % mesh.size)

@@ -60,7 +60,7 @@ def _save(path: pathlib.Path, array: np.ndarray) -> None:
 def sample_seeds(generate: Callable[..., tuple[np.ndarray, int]], seeds: list[int], out_dir: str | pathlib.Path,
                  record: dict) -> dict:
     """Draw the `seeds` not yet in `out_dir` with `generate(seeds=..., on_batch=...)` (as
-    `training.evaluation.generate_samples`), writing each sample as its batch finishes.
+    `training.sampling.generate_samples`), writing each sample as its batch finishes.
 
     `record` (sampler, checkpoint step, ...) goes into `sampling.json` with the seed range, the nfe
     and the counts; an existing `sampling.json` of another record (other sampler or checkpoint) is an

@@ -4,11 +4,13 @@ Data are indexed by step (`ds[step]` is the batch of the step-th update) and the
 randomness is `fold_in(rng, step)`, so a run restarted from any checkpoint continues exactly
 as if it had never stopped. A workdir is resumed only with a config that builds the same train
 state (`check_resume_config`); its config.json is rewritten only once the state is restored.
+
+The run's objects come from `training.experiment`, snapshot samples from `training.sampling`;
+nothing of the evaluation protocol (`training.evaluate`) is imported here.
 """
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import pathlib
 import time
@@ -19,15 +21,15 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
-import models
 from configs.validate import flatten_keys
 from training import builders
-from training.checkpoint import Checkpointer
-from training.evaluation import make_sample_fn
+from training.data import build_dataset, data_shape_of, get_data_inverse_scaler, iterate_batches
+from training.experiment import build_experiment, checkpointer_for
 from training.logging import MetricWriter, plot_loss_curve
 from training.preemption import PreemptionWatch
-from training.sharding import batch_sharding, check_batch_size, make_mesh, shard_batch
-from training.state import TrainState, abstract_train_state, init_sharded_state
+from training.sampling import make_sample_fn
+from training.sharding import batch_sharding, check_batch_size, shard_batch
+from training.state import TrainState
 from training.train_step import jit_train_steps, make_eval_step, make_objective, make_train_step
 
 CONFIG_FILE = "config.json"
@@ -97,60 +99,6 @@ def check_resume_config(config: ml_collections.ConfigDict, workdir: pathlib.Path
             f"with the saved values (see {path}).")
 
 
-@dataclasses.dataclass(frozen=True)
-class RunKeys:
-    """The run key split once into named purposes."""
-
-    init: jax.Array
-    sample: jax.Array
-    eval: jax.Array
-
-    @classmethod
-    def from_seed(cls, seed: int) -> RunKeys:
-        init, sample, evaluation = jax.random.split(jax.random.PRNGKey(seed), 3)
-        return cls(init, sample, evaluation)
-
-
-@dataclasses.dataclass
-class Experiment:
-    """Everything built from a config that training, sampling and evaluation share."""
-
-    config: ml_collections.ConfigDict
-    sde: object
-    model: object
-    loss: object
-    precond: object
-    optimizer: object
-    mesh: jax.sharding.Mesh
-    keys: RunKeys
-    data_shape: tuple[int, ...]
-
-    def _init_params(self, key: jax.Array):
-        return models.init_params(key, self.model, (1, *self.data_shape))
-
-    def init_state(self) -> tuple[TrainState, TrainState]:
-        """A fresh replicated state and its abstract pytree (for restoring)."""
-        return init_sharded_state(self.keys.init, self._init_params, self.optimizer, self.mesh)
-
-    def abstract_state(self) -> TrainState:
-        """The state's abstract pytree, to restore into (nothing allocated or compiled)."""
-        return abstract_train_state(self.keys.init, self._init_params, self.optimizer, self.mesh)
-
-
-def build_experiment(config: ml_collections.ConfigDict, data_shape: tuple[int, ...]) -> Experiment:
-    """Objects of a run; `data_shape` is one example's shape (`[H, W, C]` or `[2]`)."""
-    sde = builders.build_sde(config)
-    return Experiment(config=config, sde=sde, model=models.build_model(config), loss=builders.build_loss(config, sde),
-                      precond=builders.build_precond(config), optimizer=builders.build_optimizer(config), mesh=make_mesh(), keys=RunKeys.from_seed(config.seed),
-                      data_shape=tuple(data_shape))
-
-
-def checkpointer_for(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> Checkpointer:
-    t = config.training
-    return Checkpointer(workdir, keep=t.keep_checkpoints, snapshot_freq=t.snapshot_freq,
-                        preemption_freq=t.snapshot_freq_for_preemption)
-
-
 def _check_frequencies(t: ml_collections.ConfigDict) -> None:
     n = t.n_jitted_steps
     if n < 1:
@@ -174,8 +122,6 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, max
     gradient norm, and `ResumeConfigError` (touching nothing) when the workdir holds a run of a
     config that builds another train state.
     """
-    from training.data import build_dataset, data_shape_of, get_data_inverse_scaler, iterate_batches
-
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     check_resume_config(config, workdir)
@@ -196,7 +142,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, max
     stop_at = t.n_iters if max_steps is None else min(t.n_iters, max_steps)
     logging.info("Training from step %d to %d on %d device(s); workdir %s", step, stop_at, exp.mesh.size, workdir)
 
-    continuous = t.continuous
+    continuous = exp.continuous
     objective = make_objective(exp.model, exp.loss, exp.sde, continuous=continuous, precond=exp.precond)
     train_fn = jit_train_steps(make_train_step(objective, exp.optimizer, ema_rate=config.model.ema_rate,
                                                ema_warmup=config.model.ema_warmup), exp.mesh)

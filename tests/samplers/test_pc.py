@@ -123,7 +123,7 @@ def test_discrete_chain_from_t_init_visits_each_step_once(predictor, t_init, ste
 
 
 def test_t_init_equal_to_T_keeps_the_chain_of_num_steps_even_under_jit():
-    # training.evaluation passes t_init=sde.T (a Python float) inside its own jit
+    # training.sampling passes t_init=sde.T (a Python float) inside its own jit
     sde = make_sde("vp", 50)
     sampler = PCSampler(sde, "reverse_diffusion", "langevin")
     x_init = sde.prior_sampling(jax.random.key(1), (16, 2))

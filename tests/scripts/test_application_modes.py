@@ -108,6 +108,11 @@ def test_wrong_shapes_and_missing_checkpoints_fail_clearly(run, tmp_path):
         app.denoise_inputs(config, workdir, tmp_path / "big.npz")
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         app.anomaly_inputs(config, tmp_path / "empty", workdir / "inputs.npz")
+    # eval.checkpoint picks the step, as in every mode: the run has step 2 only
+    before = config.copy_and_resolve_references()
+    before.eval.checkpoint = 1
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        app.denoise_inputs(before, workdir, workdir / "inputs.npz")
     with pytest.raises(ValueError, match="even number"):
         np.savez(tmp_path / "three.npz", images=np.zeros((3, 8, 8, 1), np.float32))
         app.interpolate_inputs(config, workdir, tmp_path / "three.npz")

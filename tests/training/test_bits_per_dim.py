@@ -7,8 +7,9 @@ import pytest
 from configs import load_config
 from samplers import likelihood
 from training.data import build_dataset
-from training.evaluation import bits_per_dim_over_split, make_score_fn
-from training.train_loop import build_experiment
+from training.evaluate import split_bits_per_dim
+from training.experiment import build_experiment, make_score_fn
+from training.likelihood import split_likelihood
 
 TINY = ["model.name=mlp", "model.hidden_dims=(32,32)", "model.nf=16", "sampling.rtol=1e-3", "sampling.atol=1e-3",
         "eval.batch_size=4"]
@@ -19,21 +20,21 @@ def _experiment(config_file, overrides):
     shape = np.asarray(build_dataset(config, "train", batch_size=1, seed=config.seed)[0]["image"]).shape[1:]
     exp = build_experiment(config, shape)
     state, _ = exp.init_state()
-    return exp, state.params
+    return config, exp, state.params
 
 
 @pytest.mark.parametrize("centered", [False, True])
 def test_digits_bpd_is_the_flow_nll_of_dequantised_data_with_the_range_bin_width(centered):
-    exp, params = _experiment("configs/digits.py", [f"data.centered={centered}"])
+    config, exp, params = _experiment("configs/digits.py", [f"data.centered={centered}"])
     rng = jax.random.PRNGKey(7)
-    result = bits_per_dim_over_split(exp, params, "test", rng, max_examples=6)
+    result = split_bits_per_dim(config, exp, params, "test", rng, max_examples=6)
     assert result["num_examples"] == 6 and result["dequantization"] == "uniform"
     assert result["bin_width"] == (2 / 256 if centered else 1 / 256)
     assert result["nfe"] > 10 and result["bpd_stderr"] > 0
 
     # The same numbers by hand: 8-bit test digits dequantised to (k + u) / 256 in the model's range,
     # batches of 4 (the second one padded), probes from fold_in(rng, batch).
-    config = exp.config.copy_and_resolve_references()
+    config = config.copy_and_resolve_references()
     config.data.uniform_dequantization = True
     ds = build_dataset(config, "test", batch_size=4, seed=config.seed, shuffle=False, evaluation=True)
     x = np.concatenate([ds[0]["image"], ds[1]["image"][:2], ds[1]["image"][1:2].repeat(2, 0)])
@@ -54,13 +55,16 @@ def test_digits_bpd_is_the_flow_nll_of_dequantised_data_with_the_range_bin_width
 
 
 def test_points_report_nats_per_dim_without_dequantisation():
-    exp, params = _experiment("configs/toy2d.py", [])
-    result = bits_per_dim_over_split(exp, params, "test", jax.random.PRNGKey(0), max_examples=4)
+    config, exp, params = _experiment("configs/toy2d.py", [])
+    result = split_bits_per_dim(config, exp, params, "test", jax.random.PRNGKey(0), max_examples=4)
     assert "bpd" not in result and "no dequantization" in result["unit"]
     assert result["num_examples"] == 4 and np.isfinite(result["nll_nats_per_dim"])
 
 
 def test_rejects_nonpositive_max_examples():
-    exp, params = _experiment("configs/toy2d.py", [])
+    config, exp, params = _experiment("configs/toy2d.py", [])
     with pytest.raises(ValueError, match="max_examples must be positive"):
-        bits_per_dim_over_split(exp, params, "test", jax.random.PRNGKey(0), max_examples=0)
+        split_bits_per_dim(config, exp, params, "test", jax.random.PRNGKey(0), max_examples=0)
+    with pytest.raises(ValueError, match="max_examples must be positive"):
+        split_likelihood(exp, params, [], jax.random.PRNGKey(0), batch_size=4, num_probes=1, rtol=1e-3, atol=1e-3,
+                         bin_width=None, max_examples=-1)

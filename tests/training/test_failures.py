@@ -16,7 +16,7 @@ import pytest
 
 from configs import load_config
 from training import train_loop
-from training.evaluation import load_trained
+from training.experiment import load_trained
 from training.train_loop import NonFiniteLossError, train
 
 OVERRIDES = [

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from training import inception
-from training.evaluation import inception_score, sample_metrics
+from training.metrics import inception_score, sample_metrics
 
 REFERENCE_DIR = pathlib.Path(__file__).parent / "inception_reference"
 REPO = pathlib.Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 
 from configs import load_config
-from training.evaluation import load_trained
+from training.experiment import load_trained
 from training.train_loop import train
 
 REPO = pathlib.Path(__file__).resolve().parents[2]

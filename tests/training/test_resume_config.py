@@ -10,7 +10,8 @@ import pytest
 
 from configs import load_config
 from training.checkpoint import CheckpointMismatchError, _flat_shapes
-from training.train_loop import ResumeConfigError, build_experiment, state_config_differences, train
+from training.experiment import build_experiment
+from training.train_loop import ResumeConfigError, state_config_differences, train
 
 OVERRIDES = [
     "model.name=mlp", "model.hidden_dims=(32,32)", "training.batch_size=16", "training.n_iters=8",

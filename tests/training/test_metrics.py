@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from training.evaluation import (
+from training.metrics import (
     frechet_distance,
     kernel_inception_distance,
     reference_features,
