@@ -21,6 +21,7 @@ def get_default_config() -> ml_collections.ConfigDict:
     training.batch_size = 128
     training.n_iters = 1_300_001
     training.n_jitted_steps = 1
+    training.grad_accum_steps = 1  # micro-batches per optimiser step (same update, 1/n activation memory)
     training.log_freq = 50
     training.eval_freq = 100
     training.snapshot_freq = 50_000
@@ -34,7 +35,7 @@ def get_default_config() -> ml_collections.ConfigDict:
     sampling.corrector = "none"
     sampling.snr = 0.16
     sampling.n_steps_each = 1
-    sampling.noise_removal = True
+    sampling.denoise = True  # the last step is Tweedie's posterior mean (2021: noise_removal)
     sampling.probability_flow = False
     sampling.eps = 1e-3  # final time of the reverse process
     sampling.num_steps = 0  # 0: the SDE's N
@@ -42,7 +43,7 @@ def get_default_config() -> ml_collections.ConfigDict:
     sampling.atol = 1e-5
     sampling.batch_size = 64
     # Options of single samplers (each sampler reads the ones it has):
-    sampling.ode_solver = "tsit5"  # ode: a key of samplers.ode.SOLVERS (adaptive unless num_steps > 0)
+    sampling.solver = "tsit5"  # ode: a key of samplers.ode.SOLVERS (adaptive unless num_steps > 0)
     sampling.max_steps = 4096  # ode: most solver steps
     sampling.eta = 0.0  # ddim: 0 deterministic, 1 DDPM-like noise
     sampling.order = 2  # dpm_solver: 1, 2 or 3 (multistep)
@@ -95,6 +96,7 @@ def get_default_config() -> ml_collections.ConfigDict:
     model.compute_dtype = "float32"  # float32 | bfloat16
     model.conv_impl = "auto"  # auto | xla | im2col: same maths; im2col's kernel gradients are faster on CPUs,
     # auto picks im2col on a CPU backend and xla on accelerators (ncsnpp, ddpm)
+    model.remat = False  # recompute the residual blocks' activations in the backward pass (ncsnpp)
     # Architecture (NCSN++ / DDPM++ options; other networks read the subset they use)
     model.nf = 128
     model.ch_mult = (1, 2, 2, 2)
@@ -103,7 +105,6 @@ def get_default_config() -> ml_collections.ConfigDict:
     model.dropout = 0.1
     model.resamp_with_conv = True
     model.conditional = True
-    model.normalization = "GroupNorm"
     model.nonlinearity = "swish"
     model.fir = False
     model.fir_kernel = (1, 3, 3, 1)
@@ -112,11 +113,9 @@ def get_default_config() -> ml_collections.ConfigDict:
     model.progressive = "none"  # none | output_skip | residual
     model.progressive_input = "none"  # none | input_skip | residual
     model.progressive_combine = "sum"  # sum | cat
-    model.attention_type = "ddpm"
     model.embedding_type = "positional"  # fourier | positional
     model.fourier_scale = 16.0
     model.init_scale = 0.0
-    model.conv_size = 3
     model.hidden_dims = (128, 128, 128)  # mlp only
     model.interpolation = "bilinear"  # ncsn / ncsnv2 RefineNet fusion: bilinear | nearest
 

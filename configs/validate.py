@@ -1,49 +1,62 @@
 """Config validation: reject a config before any work, with a message naming the offending key.
 
 `validate_config(config)` checks, in order: the key set against the schema of
-`configs.default` (unknown / missing keys), each value's type, names against the registries
-(`sde_lib.SDES`, `models.MODELS`, `samplers.SAMPLERS/PREDICTORS/CORRECTORS`, a fixed list where
-a package cannot be imported), ranges, and the rules that tie keys together (image size vs the
-U-Net's down-sampling, loss vs SDE and time, likelihood weighting, 2-D point data). Whether the
-batch divides over the devices is the trainer's check.
+`configs.default` (unknown / missing keys), each value's type, the keys with a fixed set of
+values against that set (`choices()`: read from the registries `sde_lib.SDES` / `LOSSES`,
+`models.MODELS`, `samplers.SAMPLERS` / `PREDICTORS` / `CORRECTORS` and the tables the
+constructors check against; nothing is listed twice), ranges, the rules that tie keys together
+(image size vs the U-Net's down-sampling, loss vs SDE and time, likelihood weighting, 2-D point
+data), and finally builds the SDE, loss, preconditioning, optimiser and sampler through
+`configs.builders`, so that a config accepted here is one the constructors accept. Whether the
+batch divides over the devices is the trainer's check. Nothing here touches a device.
 """
 import difflib
 import numbers
 
 import ml_collections
 
+import models
+import samplers
+import sde_lib
+from configs import builders
 from configs.default import get_default_config
-from sde_lib import SDES
+from models.build import DTYPES
+from models.layers import ACTIVATIONS, CONV_IMPLS
+from models.ncsnpp import CHOICES as NCSNPP_CHOICES
+from models.preconditioning import PRECONDITIONERS
+from samplers.dpm_solver import ORDERS
+from samplers.ode import ADAPTIVE, SOLVERS
+from samplers.sigma_schedule import SCHEDULES
 
-LOSSES = ("dsm", "ddpm", "smld", "edm")
-PRECONDS = ("none", "edm", "vp", "ve")
 UNET_MODELS = ("ncsnpp", "ddpm")  # the networks that down-sample by 2 per ch_mult level
 POINT_DATASETS = ("toy2d",)
-# Used only where the package cannot be imported (e.g. a trimmed install).
-_FALLBACK_MODELS = ("ddpm", "mlp", "ncsn", "ncsnpp", "ncsnv2_128", "ncsnv2_256", "ncsnv2_64")
-_FALLBACK_SAMPLERS = ("ddim", "dpm_solver", "edm_heun", "ode", "pc")
-_FALLBACK_PREDICTORS = ("ancestral_sampling", "euler_maruyama", "none", "reverse_diffusion")
-_FALLBACK_CORRECTORS = ("ald", "langevin", "none")
-_FIXED_ENUMS = {
-    "training.loss": LOSSES,
-    "model.precond": PRECONDS,
-    "model.compute_dtype": ("bfloat16", "float32"),
-    "model.conv_impl": ("auto", "im2col", "xla"),
-    "model.resblock_type": ("biggan", "ddpm"),
-    "model.progressive": ("none", "output_skip", "residual"),
-    "model.progressive_input": ("input_skip", "none", "residual"),
-    "model.progressive_combine": ("cat", "sum"),
-    "model.embedding_type": ("fourier", "positional"),
-    "optim.optimizer": ("Adam",),
-    "model.nonlinearity": ("elu", "lrelu", "relu", "silu", "swish"),
-    # The networks implement one normalisation each (GroupNorm: NCSN++ / DDPM++ / DDPM;
-    # InstanceNorm++: NCSN / NCSNv2) and DDPM attention; the keys are kept for the 2021 configs.
-    "model.normalization": ("GroupNorm", "InstanceNorm++"),
-    "model.attention_type": ("ddpm",),
-    "sampling.ode_solver": ("bosh3", "dopri5", "dopri8", "euler", "heun", "midpoint", "tsit5"),
-    "sampling.schedule": ("", "karras", "log_snr", "uniform_t"),
-}
-_ADAPTIVE_ODE_SOLVERS = ("bosh3", "dopri5", "dopri8", "heun", "midpoint", "tsit5")
+# Keys renamed to the field names of the samplers they set (one name per option), and keys of
+# the 2021 configs that no network here reads (each network has its one normalisation and
+# attention, and 3x3 convolutions).
+RENAMED = {"sampling.noise_removal": "sampling.denoise", "sampling.ode_solver": "sampling.solver"}
+REMOVED = ("model.normalization", "model.attention_type", "model.conv_size")
+
+
+def choices() -> dict[str, tuple]:
+    """Every config key with a fixed set of values -> those values, from the registries and the
+    constructors' own tables (`sampling.predictor` / `corrector` apply to `sampling.method='pc'`)."""
+    return {
+        "training.sde": tuple(sde_lib.SDES.names()),
+        "training.loss": tuple(sde_lib.LOSSES.names()),
+        "model.name": tuple(models.MODELS.names()),
+        "model.precond": ("none", *PRECONDITIONERS),
+        "model.compute_dtype": tuple(DTYPES),
+        "model.conv_impl": ("auto", *CONV_IMPLS),  # auto: models.default_conv_impl()
+        "model.nonlinearity": tuple(ACTIVATIONS),
+        **{f"model.{key}": values for key, values in NCSNPP_CHOICES.items() if key != "conv_impl"},
+        "optim.optimizer": builders.OPTIMIZERS,
+        "sampling.method": tuple(samplers.SAMPLERS.names()),
+        "sampling.predictor": tuple(samplers.PREDICTORS.names()),
+        "sampling.corrector": tuple(samplers.CORRECTORS.names()),
+        "sampling.solver": tuple(SOLVERS),
+        "sampling.schedule": ("", *SCHEDULES),  # "": each sampler's own
+        "sampling.order": ORDERS,
+    }
 
 
 class ConfigError(ValueError):
@@ -63,7 +76,11 @@ def flatten_keys(config: ml_collections.ConfigDict | dict, prefix: str = "") -> 
 
 
 def unknown_key_message(key: str, known: list[str]) -> str:
-    """"unknown config key 'a.b'", with the closest known key when one is close."""
+    """"unknown config key 'a.b'", with the closest known key when one is close (or its new name)."""
+    if key in RENAMED:
+        return f"config key {key!r} was renamed {RENAMED[key]!r}"
+    if key in REMOVED:
+        return f"config key {key!r} was removed: no network here reads it (delete the line)"
     close = difflib.get_close_matches(key, known, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return f"unknown config key {key!r}{hint}"
@@ -101,17 +118,9 @@ def check_type(key: str, value, expected) -> None:
         raise ConfigError(f"config key {key!r} must be {what}, got {type(value).__name__} {value!r}")
 
 
-def _registry_names(module: str, attr: str, fallback: tuple[str, ...]) -> tuple[str, ...]:
-    try:
-        registry = getattr(__import__(module), attr)
-    except ImportError:
-        return fallback
-    return tuple(registry.names()) or fallback
-
-
 def _check_enum(key: str, value: str, known) -> None:
     if value not in known:
-        raise ConfigError(f"config key {key!r} is {value!r}; known: {', '.join(sorted(known))}")
+        raise ConfigError(f"config key {key!r} is {value!r}; known: {', '.join(str(k) for k in sorted(known))}")
 
 
 def _check(key: str, value, ok: bool, requirement: str) -> None:
@@ -120,26 +129,18 @@ def _check(key: str, value, ok: bool, requirement: str) -> None:
 
 
 def _check_enums(c: ml_collections.ConfigDict) -> None:
-    _check_enum("training.sde", c.training.sde, SDES.names())
-    for key, known in _FIXED_ENUMS.items():
+    for key, known in choices().items():
         section, name = key.split(".")
+        if key in ("sampling.predictor", "sampling.corrector") and c.sampling.method != "pc":
+            continue
         _check_enum(key, c[section][name], known)
-    _check_enum("model.name", c.model.name, _registry_names("models", "MODELS", _FALLBACK_MODELS))
-    _check_enum("sampling.method", c.sampling.method,
-                _registry_names("samplers", "SAMPLERS", _FALLBACK_SAMPLERS))
-    if c.sampling.method == "ode" and not c.sampling.num_steps and c.sampling.ode_solver not in _ADAPTIVE_ODE_SOLVERS:
-        raise ConfigError(f"config key 'sampling.ode_solver' {c.sampling.ode_solver!r} has no error estimate for an "
-                          f"adaptive solve: set sampling.num_steps > 0 or one of {', '.join(_ADAPTIVE_ODE_SOLVERS)}")
-    if c.sampling.order not in (1, 2, 3):
-        raise ConfigError(f"config key 'sampling.order' must be 1, 2 or 3, got {c.sampling.order!r}")
-    if c.sampling.method == "pc":
-        _check_enum("sampling.predictor", c.sampling.predictor,
-                    _registry_names("samplers", "PREDICTORS", _FALLBACK_PREDICTORS))
-        _check_enum("sampling.corrector", c.sampling.corrector,
-                    _registry_names("samplers", "CORRECTORS", _FALLBACK_CORRECTORS))
+    if c.sampling.method == "ode" and not c.sampling.num_steps and c.sampling.solver not in ADAPTIVE:
+        raise ConfigError(f"config key 'sampling.solver' {c.sampling.solver!r} has no error estimate for an "
+                          f"adaptive solve: set sampling.num_steps > 0 or one of {', '.join(sorted(ADAPTIVE))}")
 
 
-_POSITIVE = ("training.batch_size", "training.n_iters", "training.n_jitted_steps", "training.log_freq",
+_POSITIVE = ("training.batch_size", "training.n_iters", "training.n_jitted_steps", "training.grad_accum_steps",
+             "training.log_freq",
              "training.eval_freq", "training.snapshot_freq", "training.snapshot_freq_for_preemption",
              "training.keep_checkpoints", "sampling.batch_size", "sampling.n_steps_each", "sampling.snr",
              "sampling.rtol", "sampling.atol", "sampling.max_steps", "sampling.rho", "sampling.S_noise",
@@ -175,6 +176,9 @@ def _check_relations(c: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"config key 'sampling.sigma_min' ({s.sigma_min}) must be < sampling.sigma_max ({s.sigma_max})")
     if s.S_min > s.S_max:
         raise ConfigError(f"config key 'sampling.S_min' ({s.S_min}) must be <= sampling.S_max ({s.S_max})")
+    if t.batch_size % t.grad_accum_steps:
+        raise ConfigError(f"config key 'training.grad_accum_steps' ({t.grad_accum_steps}) must divide "
+                          f"training.batch_size ({t.batch_size})")
     if m.sigma_min >= m.sigma_max:
         raise ConfigError(f"config key 'model.sigma_min' ({m.sigma_min}) must be < model.sigma_max ({m.sigma_max})")
     if m.beta_min > m.beta_max:
@@ -223,6 +227,23 @@ def _check_point_data(c: ml_collections.ConfigDict) -> None:
                           f"got {c.model.name!r}")
 
 
+def _check_builds(c: ml_collections.ConfigDict) -> None:
+    """Build the SDE, loss, preconditioning, optimiser and sampler as the run will (cheap, no
+    device); a constructor's objection becomes a ConfigError naming the section."""
+    def build(section: str, what: str, fn):
+        try:
+            return fn()
+        except (ValueError, TypeError, KeyError) as error:
+            reason = error.args[0] if isinstance(error, KeyError) and error.args else error
+            raise ConfigError(f"config section {section!r} does not build {what}: {reason}") from None
+
+    sde = build("training", "the SDE", lambda: builders.build_sde(c))
+    build("training", "the loss", lambda: builders.build_loss(c, sde))
+    build("model", "the preconditioning", lambda: builders.build_precond(c))
+    build("optim", "the optimiser", lambda: builders.build_optimizer(c))
+    build("sampling", f"the sampler {c.sampling.method!r}", lambda: builders.build_sampler(c, sde))
+
+
 def validate_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """Return `config` unchanged if it can run; raise ConfigError naming the first bad key."""
     schema = flatten_keys(get_default_config())
@@ -237,4 +258,5 @@ def validate_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
     _check_enums(config)
     _check_ranges(flat)
     _check_relations(config)
+    _check_builds(config)
     return config

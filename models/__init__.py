@@ -11,6 +11,8 @@ Public API:
   `noise_labels(sde, t, continuous)`, `get_model_fn(model, params, *, train, dropout_rng=None)`.
 - EDM preconditioning: `build_precond(name, ...)`, `get_denoiser_fn(model, params, precond, ...)`.
 - EMA: `ema_update(ema_params, params, rate, step=None, warmup=False)`, `ema_rate_at`.
+- `models.convert`: the 2021 reference networks' parameters (score_sde Flax trees, score_sde_pytorch
+  state dicts) in our layout, every key and shape checked (`from_flax2021`, `from_pytorch`).
 """
 from models import ddpm, mlp, ncsn, ncsnpp, ncsnv2  # noqa: F401  (registration)
 from models.apply import get_model_fn

@@ -13,7 +13,7 @@ import ml_collections
 
 from models.registry import MODELS
 
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 def _module_kwargs(cls: type[nn.Module], config: ml_collections.ConfigDict) -> dict:
@@ -34,9 +34,9 @@ def _module_kwargs(cls: type[nn.Module], config: ml_collections.ConfigDict) -> d
         kwargs["conv_impl"] = default_conv_impl()
     if "dtype" in fields:
         try:
-            kwargs["dtype"] = _DTYPES[model_cfg.compute_dtype]
+            kwargs["dtype"] = DTYPES[model_cfg.compute_dtype]
         except KeyError:
-            raise ValueError(f"config.model.compute_dtype must be one of {sorted(_DTYPES)}, "
+            raise ValueError(f"config.model.compute_dtype must be one of {sorted(DTYPES)}, "
                              f"got {model_cfg.compute_dtype!r}") from None
     return kwargs
 

@@ -83,14 +83,16 @@ class FIRConv(nn.Module):
         w = w.astype(self.dtype)
         dn = ("NHWC", "HWIO", "NHWC")
         if self.up:
-            # transposed stride-2 conv: [H, W] -> [2H + 1, 2W + 1], then filter back to [2H, 2W]
+            # stride-2 conv on the zero-inserted input, [H, W] -> [2H + 1, 2W + 1], then filter back
+            # to [2H, 2W]. The kernel is not flipped: the 2021 code flips it once and lets
+            # conv_transpose(transpose_kernel=True) flip it back (its released weights assume that).
             if self.conv_impl == "xla":
-                h = jax.lax.conv_general_dilated(x, w[::-1, ::-1], (1, 1), [(2, 2), (2, 2)],
+                h = jax.lax.conv_general_dilated(x, w, (1, 1), [(2, 2), (2, 2)],
                                                  lhs_dilation=(2, 2), dimension_numbers=dn)
             else:  # the same map with the zeros inserted explicitly (im2col takes no lhs_dilation)
                 zero = jnp.zeros((), x.dtype)
                 x_dilated = jax.lax.pad(x, zero, [(0, 0, 0), (0, 0, 1), (0, 0, 1), (0, 0, 0)])
-                h = conv_function(self.conv_impl)(x_dilated, w[::-1, ::-1], (1, 1), [(2, 2), (2, 2)],
+                h = conv_function(self.conv_impl)(x_dilated, w, (1, 1), [(2, 2), (2, 2)],
                                                   dimension_numbers=dn)
             k = _kernel_2d(self.kernel) * 4
             p = k.shape[0] - 2 - 2

@@ -18,7 +18,7 @@ from models import im2col_conv
 from models.normalization import group_norm
 
 Dtype = Any
-_ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "swish": nn.swish,
     "silu": nn.swish,
     "elu": nn.elu,
@@ -30,9 +30,9 @@ _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 def get_activation(name: str) -> Callable[[jax.Array], jax.Array]:
     """The reference's nonlinearities by name: swish | elu | relu | lrelu."""
     try:
-        return _ACTIVATIONS[name.lower()]
+        return ACTIVATIONS[name]
     except KeyError:
-        raise ValueError(f"unknown nonlinearity {name!r}; known: {sorted(_ACTIVATIONS)}") from None
+        raise ValueError(f"unknown nonlinearity {name!r}; known: {sorted(ACTIVATIONS)}") from None
 
 
 def default_init(scale: float = 1.0) -> nn.initializers.Initializer:

@@ -3,7 +3,7 @@ conventions of the 2021 score-SDE code (Song et al. 2021, appendix C and H):
 
 | SDE          | continuous              | discrete                                   |
 |--------------|-------------------------|--------------------------------------------|
-| VP, sub-VP   | label 999 t, eps output | label = step index i (VP); std of DDPM step |
+| VP, sub-VP   | label 999 t, eps output | label = t (N - 1) / T, fractional (VP); std of the step it lies in |
 | VE           | label sigma(t)          | label = round((T - t)(N - 1)), the index of sigma in the descending SMLD list |
 
 VP / sub-VP networks predict eps, so score = -out / std. VE networks predict the score; with
@@ -16,6 +16,7 @@ import dataclasses
 
 import flax.linen as nn
 import jax.numpy as jnp
+import numpy as np
 from jax.tree_util import Partial
 
 import sde_lib
@@ -29,7 +30,8 @@ def noise_labels(sde: SDE, t: Array, continuous: bool) -> Array:
     if isinstance(sde, sde_lib.subVPSDE) or (isinstance(sde, sde_lib.VPSDE) and continuous):
         return 999.0 * t
     if isinstance(sde, sde_lib.VPSDE):
-        return sde.timestep_index(t).astype(jnp.float32)
+        # fractional, as in the 2021 code: a sampler between grid times feeds t (N - 1), not its step
+        return (t * (sde.N - 1) / sde.T).astype(jnp.float32)
     if isinstance(sde, sde_lib.VESDE):
         if continuous:
             return sde.marginal_std(t)
@@ -100,9 +102,11 @@ def _closure_score_fn(sde: SDE, model: nn.Module, params, *, train: bool, contin
             return sde_lib.score_from_eps(sde, eps_fn)
 
         def score_fn(x, t):
-            i = sde.timestep_index(t)
-            std = jnp.sqrt(1.0 - jnp.asarray(sde.alphas_cumprod, jnp.float32))[i]
-            return -_divide_by_std(model_fn(x, i.astype(jnp.float32)), std)
+            # the 2021 code: fractional label, the std of the floored step (get_score_fn of both ports)
+            # 1 - alpha_bar in float64 on the host: in float32 it cancels to 1e-4 relative at step 0
+            stds = jnp.asarray(np.sqrt(1.0 - np.asarray(sde.alphas_cumprod, np.float64)), jnp.float32)
+            std = stds[sde.timestep_index(t)]
+            return -_divide_by_std(model_fn(x, noise_labels(sde, t, continuous=False)), std)
 
         return score_fn
 

@@ -25,6 +25,9 @@ from samplers.sigma_schedule import body_sigmas, check_schedule, enter_sigma_spa
 from sde_lib.base import SDE, Array, ScoreFn, batch_broadcast
 from sde_lib.parametrization import denoiser_from_score
 
+ORDERS = (1, 2, 3)
+"""The multistep orders implemented (`multistep_weights`)."""
+
 
 def multistep_weights(h: Array, h1: Array, h2: Array, order: Array, xp=jnp) -> tuple[Array, Array, Array]:
     """Weights (w0, w1, w2) of D_i, D_{i-1}, D_{i-2} in one DPM-Solver++ step, each `[B]`.
@@ -80,7 +83,7 @@ class DPMSolverPPSampler:
 
     def __post_init__(self):
         check_schedule(self.schedule, self.num_steps, self.rho, self.sigma_min, self.sigma_max)
-        if self.order not in (1, 2, 3):
+        if self.order not in ORDERS:
             raise ValueError(f"order must be 1, 2 or 3, got {self.order}")
 
     @property

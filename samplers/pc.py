@@ -1,7 +1,7 @@
 """Predictor-corrector sampling (Song et al. 2021, sec. 4.2, Algorithm 1).
 
 At each of `num_steps` times t_0 = t_init > ... > t_{n-1} = eps (uniform), the corrector runs
-`n_steps` Langevin steps at t_i, then the predictor steps to t_{i+1} (t_n = 0). The whole chain
+`n_steps_each` Langevin steps at t_i, then the predictor steps to t_{i+1} (t_n = 0). The whole chain
 is one jitted `lax.scan`. With `denoise`, the last predictor step (eps -> 0) is replaced by one
 Tweedie step, E[x_0 | x_eps] = (x + s(eps)^2 score(x, eps)) / alpha(eps) (Efron 2011; the
 `noise_removal` of Song et al. 2021), the posterior mean of the data given the chain's sample at eps.
@@ -40,7 +40,7 @@ class PCSampler:
     does not over-denoise. A traced t_init (not T) cannot be matched and is an error for these two
     predictors. The Langevin alpha_i use the same chain. Score evaluations per example:
     num_steps * (predictor.nfe + corrector.nfe), i.e. 1 per predictor step (0 for `none`) plus
-    `n_steps` per corrector call (0 for `none`); with `denoise` the Tweedie step (1) takes the place
+    `n_steps_each` per corrector call (0 for `none`); with `denoise` the Tweedie step (1) takes the place
     of the last predictor step (predictor.nfe).
     """
 
@@ -48,7 +48,7 @@ class PCSampler:
     predictor: str = "reverse_diffusion"
     corrector: str = "langevin"
     snr: float = 0.16
-    n_steps: int = 1
+    n_steps_each: int = 1
     probability_flow: bool = False
     denoise: bool = True
     eps: float = 1e-3
@@ -135,7 +135,7 @@ class PCSampler:
     def _parts(self, score_fn: ScoreFn, chain_size: int | None = None):
         sde = self._chain_sde(self.steps if chain_size is None else chain_size)
         predictor = PREDICTORS.get(self.predictor)(sde, score_fn, self.probability_flow)
-        corrector = CORRECTORS.get(self.corrector)(sde, score_fn, self.snr, self.n_steps)
+        corrector = CORRECTORS.get(self.corrector)(sde, score_fn, self.snr, self.n_steps_each)
         return predictor, corrector
 
     @property

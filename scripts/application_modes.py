@@ -26,10 +26,10 @@ from absl import flags, logging
 from PIL import Image
 
 import samplers
+from configs.builders import build_sampler
 from samplers import anomaly, denoise, edit, encode
 from scripts.modes import register_mode
 from sde_lib import SDE, ScoreFn
-from training.builders import build_sampler
 from training.data import get_data_inverse_scaler, get_data_scaler
 from training.experiment import load_trained, make_score_fn
 from training.logging import save_image_grid

@@ -34,7 +34,7 @@ from samplers.dpm_solver import DPMSolverPPSampler
 from samplers.edm_heun import EDMHeunSampler
 from samplers.ode import ODESampler
 from samplers.pc import PCSampler
-from training.builders import build_sde
+from configs.builders import build_sde
 
 flags.DEFINE_list("configs", ["configs/vp/cifar10_ddpmpp_continuous.py", "configs/ve/cifar10_ncsnpp_continuous.py"],
                   "Config files of the networks.")

@@ -13,6 +13,9 @@ first call after compiling is a warm-up and is not timed. Prints one JSON object
   images_per_s     batch_size * steps_per_call / median call time
   step_ms          median call time / steps_per_call, in milliseconds (and the min / max)
   compile_s        lowering + XLA compilation of the step
+  memory           XLA's memory analysis of the compiled step (bytes): arguments, outputs, temporaries
+                   and `peak_estimate` = arguments + outputs + temporaries - aliased (donated) buffers
+  flops_per_step   XLA's cost analysis of one optimiser step (model FLOPs, forward and backward)
   param_count      network parameters (jax.eval_shape, nothing allocated)
   device, device_count, compute_dtype, batch_size, steps_per_call, repeats (timed calls done)
 
@@ -43,12 +46,32 @@ flags.DEFINE_integer("batch_size", 0, "Global batch size (0: the config's traini
 flags.DEFINE_integer("repeats", 10, "Timed calls after the warm-up; the median is reported.")
 flags.DEFINE_integer("steps_per_call", 1, "Optimiser steps per jitted call (lax.scan).")
 flags.DEFINE_float("max_seconds", 0.0, "Stop the timed repeats after this many seconds (0: no limit).")
+flags.DEFINE_bool("compile_only", False, "Report compile time, memory and FLOPs without timing steps.")
 flags.DEFINE_string("output", None, "Also write the JSON to this path.")
 FLAGS = flags.FLAGS
 
 
+def compiled_memory(compiled) -> dict:
+    """XLA's memory analysis of a compiled function, in bytes (what the device must hold)."""
+    m = compiled.memory_analysis()
+    if m is None:
+        return {}
+    out = {"argument_bytes": m.argument_size_in_bytes, "output_bytes": m.output_size_in_bytes,
+           "temp_bytes": m.temp_size_in_bytes, "alias_bytes": m.alias_size_in_bytes}
+    out["peak_estimate_bytes"] = out["argument_bytes"] + out["output_bytes"] + out["temp_bytes"] - out["alias_bytes"]
+    return out
+
+
+def compiled_flops(compiled) -> float | None:
+    """XLA's FLOP count of one call of a compiled function (None where the backend gives none)."""
+    cost = compiled.cost_analysis()
+    if isinstance(cost, list | tuple):
+        cost = cost[0] if cost else None
+    return float(cost["flops"]) if cost and "flops" in cost else None
+
+
 def benchmark(config, *, batch_size: int, repeats: int, steps_per_call: int = 1,
-              max_seconds: float = 0.0, seed: int = 0) -> dict:
+              max_seconds: float = 0.0, seed: int = 0, compile_only: bool = False) -> dict:
     """Time `repeats` calls of the jitted training step of `config` at `batch_size`; see the
     module docstring for the fields of the returned dict."""
     if batch_size < 1 or repeats < 1 or steps_per_call < 1:
@@ -56,12 +79,13 @@ def benchmark(config, *, batch_size: int, repeats: int, steps_per_call: int = 1,
                          f"{batch_size}, {repeats}, {steps_per_call}")
     shape = data_shape_of(config)
     exp = build_experiment(config, shape)
-    check_batch_size(batch_size, exp.mesh)
+    check_batch_size(batch_size, exp.mesh, grad_accum_steps=config.training.grad_accum_steps)
     state, _ = exp.init_state()
     objective = make_objective(exp.model, exp.loss, exp.sde, continuous=config.training.continuous,
                                precond=exp.precond)
     train_fn = jit_train_steps(make_train_step(objective, exp.optimizer, ema_rate=config.model.ema_rate,
-                                               ema_warmup=config.model.ema_warmup), exp.mesh)
+                                               ema_warmup=config.model.ema_warmup,
+                                               grad_accum_steps=config.training.grad_accum_steps), exp.mesh)
     rng = np.random.default_rng(seed)
     images = get_data_scaler(config)(rng.uniform(size=(steps_per_call, batch_size, *shape)).astype(np.float32))
     batches = shard_batch({"image": images}, batch_sharding(exp.mesh, leading_axes=1), batch_axis=1)
@@ -70,6 +94,25 @@ def benchmark(config, *, batch_size: int, repeats: int, steps_per_call: int = 1,
     compiled = train_fn.lower(state, batches).compile()
     compile_s = time.perf_counter() - start
     logging.info("compiled in %.1f s", compile_s)
+    flops = compiled_flops(compiled)
+    described = {
+        "model": config.model.name,
+        "param_count": models.count_params(exp.model, (1, *shape)),
+        "batch_size": batch_size,
+        "steps_per_call": steps_per_call,
+        "grad_accum_steps": config.training.grad_accum_steps,
+        "remat": bool(config.model.remat),
+        "compute_dtype": config.model.compute_dtype,
+        "param_dtype": "float32",
+        "compile_s": compile_s,
+        "memory": compiled_memory(compiled),
+        "flops_per_step": None if flops is None else flops / steps_per_call,
+        "device": f"{jax.devices()[0].platform}:{jax.devices()[0].device_kind}",
+        "device_count": jax.device_count(),
+        "jax_version": jax.__version__,
+    }
+    if compile_only:
+        return described
 
     state, metrics = compiled(state, batches)  # warm-up: first execution (allocation, autotuning)
     jax.block_until_ready(metrics)
@@ -86,23 +129,13 @@ def benchmark(config, *, batch_size: int, repeats: int, steps_per_call: int = 1,
     if not np.all(np.isfinite(loss)):
         raise FloatingPointError(f"non-finite training loss {loss} in the benchmark")
     median = statistics.median(times)
-    device = jax.devices()[0]
     return {
-        "model": config.model.name,
-        "param_count": models.count_params(exp.model, (1, *shape)),
-        "batch_size": batch_size,
-        "steps_per_call": steps_per_call,
+        **described,
         "repeats": len(times),
-        "compute_dtype": config.model.compute_dtype,
-        "param_dtype": "float32",
         "images_per_s": batch_size * steps_per_call / median,
         "step_ms": 1e3 * median / steps_per_call,
         "step_ms_min": 1e3 * min(times) / steps_per_call,
         "step_ms_max": 1e3 * max(times) / steps_per_call,
-        "compile_s": compile_s,
-        "device": f"{device.platform}:{device.device_kind}",
-        "device_count": jax.device_count(),
-        "jax_version": jax.__version__,
         "final_loss": float(loss[-1]),
     }
 
@@ -115,7 +148,7 @@ def main(argv: list[str]) -> None:
     config = validate_config(FLAGS.config)
     batch_size = FLAGS.batch_size or config.training.batch_size
     result = benchmark(config, batch_size=batch_size, repeats=FLAGS.repeats, steps_per_call=FLAGS.steps_per_call,
-                       max_seconds=FLAGS.max_seconds)
+                       max_seconds=FLAGS.max_seconds, compile_only=FLAGS.compile_only)
     result["config"] = config_flags.get_config_filename(FLAGS["config"])
     text = json.dumps(result, indent=2)
     print(text)

@@ -23,6 +23,7 @@ from scripts import application_modes  # noqa: F401  # isort: skip  (denoise, ed
 
 from scripts.modes import MODES  # noqa: E402  (filled by the imports above)
 from training.checkpoint import CheckpointMismatchError, CheckpointSaveError
+from training.sharding import maybe_initialize_distributed
 from training.train_loop import ResumeConfigError
 
 config_flags.DEFINE_config_file("config", None, "Path to a config file (Python, defines get_config()).",
@@ -95,6 +96,9 @@ def run(argv: list[str]) -> int:
         raise app.UsageError(f"--workdir is required for mode {mode!r}")
     logging.get_absl_handler().python_handler.addFilter(_QuietCheckpointing())
     logging.info("score-sde %s, workdir %s", mode, FLAGS.workdir)
+
+    maybe_initialize_distributed()  # every mode runs on all hosts of a cluster (JAX_* / SCORE_SDE_DISTRIBUTED)
+
     try:
         return MODES[mode](config, pathlib.Path(FLAGS.workdir)) or 0
     except (ResumeConfigError, CheckpointMismatchError, CheckpointSaveError) as error:

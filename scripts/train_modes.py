@@ -21,7 +21,6 @@ from scripts.modes import register_mode
 from training import digits_classifier, evaluate
 from training.logging import LOSS_PLOT_FILE
 from training.seeds import SeedsError
-from training.sharding import maybe_initialize_distributed
 from training.train_loop import NonFiniteLossError, train
 
 flags.DEFINE_integer("max_steps", None, "train: stop at this step (saving a checkpoint) even before n_iters.")
@@ -84,7 +83,6 @@ def _report(record: dict) -> None:
 @register_mode("train")
 def train_mode(config, workdir: pathlib.Path) -> int:
     config = _require(config, "train")
-    maybe_initialize_distributed()
     try:
         state = train(config, workdir, max_steps=FLAGS.max_steps, time_budget_s=FLAGS.time_budget_s)
     except NonFiniteLossError as error:

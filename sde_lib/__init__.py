@@ -7,7 +7,7 @@ Public API:
 - Converters: `score_from_eps`, `eps_from_score`, `score_from_data`, `data_from_score`,
   `score_from_denoiser`, `denoiser_from_score`, `score_from_sigma_scaled`.
 - Preconditioning: `EDMPrecond`, `VPPrecond`, `VEPrecond`.
-- Losses: `DSMLoss`, `DDPMLoss`, `SMLDLoss`, `EDMLoss`.
+- Losses: `DSMLoss`, `DDPMLoss`, `SMLDLoss`, `EDMLoss`, by name in `LOSSES`.
 - Closed forms for testing and toy data: `GaussianMixture`, `gaussian` (exact p_t, score, samples).
 """
 import dataclasses
@@ -38,6 +38,13 @@ SDES.register("vpsde")(VPSDE)
 SDES.register("subvpsde")(subVPSDE)
 SDES.register("vesde")(VESDE)
 
+LOSSES: Registry[type] = Registry("loss")
+"""The training objectives by the name `training.loss` gives them."""
+LOSSES.register("dsm")(DSMLoss)
+LOSSES.register("ddpm")(DDPMLoss)
+LOSSES.register("smld")(SMLDLoss)
+LOSSES.register("edm")(EDMLoss)
+
 
 def build_sde(name: str, **kwargs) -> SDE:
     """An SDE by registry name, e.g. `build_sde("vesde", sigma_max=378.0, N=2000)`."""
@@ -51,7 +58,7 @@ def build_sde(name: str, **kwargs) -> SDE:
 
 __all__ = [
     "SDE", "SDES", "Array", "BetaScheduleSDE", "DDPMLoss", "DSMLoss", "DenoiserFn", "EDMLoss",
-    "EDMPrecond", "GaussianMixture", "Preconditioning", "Registry", "ReverseSDE", "SMLDLoss", "ScoreFn", "VEPrecond",
+    "EDMPrecond", "GaussianMixture", "LOSSES", "Preconditioning", "Registry", "ReverseSDE", "SMLDLoss", "ScoreFn", "VEPrecond",
     "VESDE", "VPPrecond", "VPSDE", "batch_broadcast", "build_sde", "data_from_score",
     "denoiser_from_score", "eps_from_score", "gaussian", "gaussian_logp", "reduce_per_example",
     "score_from_data", "score_from_denoiser", "score_from_eps", "score_from_sigma_scaled",

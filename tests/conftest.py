@@ -68,3 +68,86 @@ def random_inception_weights(tmp_path_factory):
     path = tmp_path_factory.mktemp("inception") / "fid_inception.npz"
     np.savez(path, **state_dict)
     return state_dict, path
+
+
+class ReferenceNetworks:
+    """`<repo>/../shared/fixtures/reference_networks/` (or $REFERENCE_NETWORKS_DIR): small networks run by the 2021 reference
+    code (its README), with their configs here and one jitted forward per network shared by all
+    tests of a session."""
+
+    root = pathlib.Path(os.environ.get(
+        "REFERENCE_NETWORKS_DIR",
+        pathlib.Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "reference_networks"))
+    # the reference's config name -> ours
+    CONFIGS = {
+        "ve/cifar10_ncsnpp_continuous": "ve/cifar10_ncsnpp_continuous.py",
+        "vp/cifar10_ddpmpp_continuous": "vp/cifar10_ddpmpp_continuous.py",
+        "vp/ddpm/cifar10": "vp/cifar10_ddpm.py",
+        "ve/celebahq_256_ncsnpp_continuous": "celebahq/ncsnpp_256_continuous.py",
+    }
+
+    def __init__(self):
+        self._files, self._forwards = {}, {}
+
+    def load(self, name: str) -> dict:
+        """The arrays of `<name>.npz` (e.g. "pytorch_ve_small") plus its parsed `meta`."""
+        if name not in self._files:
+            import json
+
+            import numpy as np
+
+            path = self.root / f"{name}.npz"
+            if not path.is_file():
+                pytest.skip(f"reference network fixture {path} not found (CI places shared/ beside the clone)")
+            with np.load(path, allow_pickle=False) as npz:
+                arrays = {key: npz[key] for key in npz.files if not key.startswith("activations/")}
+            arrays["meta"] = json.loads(bytes(arrays["meta"]))
+            self._files[name] = arrays
+        return self._files[name]
+
+    def config(self, name: str):
+        """Our config of the fixture's reference config with its overrides, XLA convolutions."""
+        from configs.load import load_config
+
+        meta = self.load(name)["meta"]
+        config = load_config(pathlib.Path(__file__).resolve().parent.parent / "configs" / self.CONFIGS[meta["config"]],
+                             meta["overrides"])
+        config.model.conv_impl = "xla"
+        return config
+
+    def forward(self, name: str):
+        """`(model, compiled f(params, x, labels))` of the fixture's network; one per configuration."""
+        import models
+
+        config = self.config(name)
+        key = config.model.to_json_best_effort() + config.data.to_json_best_effort()
+        if key not in self._forwards:
+            model = models.build_model(config)
+            self._forwards[key] = model, CompileOnce(lambda p, x, labels: model.apply({"params": p}, x, labels))
+        return self._forwards[key]
+
+    @staticmethod
+    def compile_once(fn):
+        return CompileOnce(fn)
+
+
+class CompileOnce:
+    """`fn` jitted and compiled at its first call at XLA's lowest backend optimisation level, which
+    halves the compile time of a test network (outputs agree to float32 rounding); later calls
+    must pass arguments of the same shapes."""
+
+    def __init__(self, fn):
+        import jax
+
+        self._jit, self._compiled = jax.jit(fn), None
+
+    def __call__(self, *args):
+        if self._compiled is None:
+            self._compiled = self._jit.lower(*args).compile(
+                compiler_options={"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True})
+        return self._compiled(*args)
+
+
+@pytest.fixture(scope="session")
+def reference_networks():
+    return ReferenceNetworks()

@@ -111,14 +111,24 @@ def _resize(image: np.ndarray, size: int, crop: int | None) -> np.ndarray:
 
 
 def make_pipeline(source, preprocess: Preprocess, *, batch_size: int, seed: int, shuffle: bool = True,
-                  repeat: bool = True, drop_remainder: bool = True) -> grain.MapDataset:
+                  repeat: bool = True, drop_remainder: bool = True, num_hosts: int = 1,
+                  host_index: int = 0) -> grain.MapDataset:
     """Batches of `source` (anything with `len` and `__getitem__`) as a grain MapDataset.
 
     Returns a dataset whose item `step` is {"image": float32 [B, H, W, C] (or [B, 2] for points),
     "label": int32 [B]}; infinite (each epoch reshuffled) when `repeat`, else one pass.
+
+    With `num_hosts = P > 1` (and `drop_remainder`) item `step` is only rows
+    `[host_index * B / P, (host_index + 1) * B / P)` of that global batch, and only those examples
+    are read and preprocessed: the global batch, its shuffle and its per-example randomness are
+    the same whatever P (each example's randomness is seeded by its global position).
     """
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if num_hosts < 1 or not 0 <= host_index < num_hosts or batch_size % num_hosts:
+        raise ValueError(f"cannot split a batch of {batch_size} over {num_hosts} hosts as host {host_index}")
+    if num_hosts > 1 and not drop_remainder:
+        raise ValueError("per-host batches need drop_remainder=True (every host reads equal slices)")
     if drop_remainder and len(source) < batch_size:
         raise ValueError(f"batch_size {batch_size} exceeds the {len(source)} examples of the split")
     # Independent 32-bit seeds for the shuffle and the per-example randomness.
@@ -130,7 +140,14 @@ def make_pipeline(source, preprocess: Preprocess, *, batch_size: int, seed: int,
         ds = ds.random_map(preprocess, seed=example_seed)
     else:
         ds = ds.map(preprocess)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    if num_hosts == 1:
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    else:
+        # Global batch j is the host slices j * P, ..., j * P + P - 1 of `B / P` consecutive rows;
+        # grain's slice and batch carry the epoch on past the first, so `repeat` still reshuffles.
+        host_batch = batch_size // num_hosts
+        per_epoch = len(source) // batch_size
+        ds = ds.batch(host_batch, drop_remainder=True)[host_index:per_epoch * num_hosts:num_hosts]
     return ds.repeat() if repeat else ds
 
 
@@ -173,17 +190,18 @@ def open_split(config: ml_collections.ConfigDict, split: str):
 
 
 def build_dataset(config: ml_collections.ConfigDict, split: str, *, batch_size: int, seed: int,
-                  shuffle: bool = True, evaluation: bool = False,
-                  drop_remainder: bool = True) -> grain.MapDataset:
+                  shuffle: bool = True, evaluation: bool = False, drop_remainder: bool = True,
+                  num_hosts: int = 1, host_index: int = 0) -> grain.MapDataset:
     """Batches of `split` of the config's data set: `ds[step]` is the batch of step `step`.
 
     Training (`evaluation=False`): infinite, reshuffled every epoch. Evaluation: one pass, no
     flips; pass `shuffle=False` for the data set's order. Each batch is {"image": float32
-    [B, H, W, C] scaled as the model expects ([B, 2] for toy2d), "label": int32 [B]}.
+    [B, H, W, C] scaled as the model expects ([B, 2] for toy2d), "label": int32 [B]}; with
+    `num_hosts > 1`, this host's `B / num_hosts` rows of it (`make_pipeline`).
     """
     return make_pipeline(open_split(config, split), preprocess_from_config(config, evaluation=evaluation),
                          batch_size=batch_size, seed=seed, shuffle=shuffle, repeat=not evaluation,
-                         drop_remainder=drop_remainder)
+                         drop_remainder=drop_remainder, num_hosts=num_hosts, host_index=host_index)
 
 
 def iterate_batches(ds: grain.MapDataset, start_step: int = 0, *, num_threads: int = 2,

@@ -23,7 +23,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from training import builders, digits_classifier
+from configs import builders
+from training import digits_classifier
 from training.data import build_dataset, get_data_inverse_scaler, load_uint8_images, open_split
 from training.datasets import is_point_dataset
 from training.experiment import Experiment, load_trained
@@ -139,13 +140,16 @@ def sample_to_files(config: ml_collections.ConfigDict, workdir: str | pathlib.Pa
                                     inverse_scaler=get_data_inverse_scaler(config))
     seconds = time.time() - start
     stem = workdir / "samples" / f"{config.sampling.method}_step{step}"
+    record = {"step": step, "num_samples": int(len(samples)), "nfe": nfe, "seconds": seconds,
+              "sampler": config.sampling.method, "png": str(stem.with_suffix(".png").absolute()),
+              "npz": str(stem.with_suffix(".npz").absolute())}
+    if jax.process_index() != 0:  # every process holds the samples; one writes them
+        return record
     stem.parent.mkdir(parents=True, exist_ok=True)
     picture = save_scatter(stem.with_suffix(".png"), samples) if samples.ndim == 2 else \
         save_image_grid(stem.with_suffix(".png"), samples)
     np.savez(stem.with_suffix(".npz"), samples=samples, nfe=nfe, step=step)
-    return {"step": step, "num_samples": int(len(samples)), "nfe": nfe, "seconds": seconds,
-            "sampler": config.sampling.method, "png": str(picture.absolute()),
-            "npz": str(stem.with_suffix(".npz").absolute())}
+    return {**record, "png": str(picture.absolute())}
 
 
 def sample_seeds_to_files(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, seeds_text: str) -> dict:

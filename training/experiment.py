@@ -21,7 +21,7 @@ from jax.sharding import Mesh
 
 import models
 import sde_lib
-from training import builders
+from configs import builders
 from training.checkpoint import Checkpointer
 from training.data import data_shape_of
 from training.sharding import make_mesh

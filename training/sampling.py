@@ -34,8 +34,10 @@ def make_sample_fn(sampler, sde: sde_lib.SDE, model: nn.Module, shape: tuple[int
         samples, nfe = sampler(rng, score_fn, shape, indices=indices)
         return samples, jnp.asarray(nfe)
 
+    # Several processes: the samples are gathered to every process, which can then read them.
+    samples_sharding = batch_sharding(mesh) if jax.process_count() == 1 else replicated(mesh)
     return jax.jit(sample, in_shardings=(replicated(mesh), replicated(mesh), batch_sharding(mesh)),
-                   out_shardings=(batch_sharding(mesh), replicated(mesh)))
+                   out_shardings=(samples_sharding, replicated(mesh)))
 
 
 def generate_samples(exp: Experiment, sampler, params: Params, num_samples: int, rng: jax.Array, *,

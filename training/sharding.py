@@ -64,10 +64,14 @@ def batch_sharding(mesh: Mesh, leading_axes: int = 0) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(*([None] * leading_axes), DATA_AXIS))
 
 
-def check_batch_size(batch_size: int, mesh: Mesh) -> None:
-    """The global batch must split evenly over devices and hosts."""
+def check_batch_size(batch_size: int, mesh: Mesh, *, grad_accum_steps: int = 1) -> None:
+    """The global batch must split evenly over devices and hosts, and each of the
+    `grad_accum_steps` micro-batches over the devices."""
     if batch_size % mesh.size:
         raise ValueError(f"batch size {batch_size} is not divisible by the {mesh.size} devices of the mesh")
+    if batch_size % (mesh.size * grad_accum_steps):
+        raise ValueError(f"batch size {batch_size} does not split into {grad_accum_steps} micro-batches "
+                         f"(training.grad_accum_steps) over the {mesh.size} devices of the mesh")
     if batch_size % jax.process_count():
         raise ValueError(f"batch size {batch_size} is not divisible by the {jax.process_count()} processes")
 
@@ -87,5 +91,21 @@ def shard_batch(batch, sharding: NamedSharding, batch_axis: int = 0):
         per = x.shape[batch_axis] // n_proc
         local = np.take(x, np.arange(index * per, (index + 1) * per), axis=batch_axis)
         return jax.make_array_from_process_local_data(sharding, local, x.shape)
+
+    return jax.tree.map(put, batch)
+
+
+def shard_host_batch(batch, sharding: NamedSharding, batch_axis: int = 0):
+    """Place this process's slice of a global batch (a pytree of numpy arrays holding rows
+    `[i * b, (i + 1) * b)` of the global batch, i = `jax.process_index()`, b = B / process count,
+    as `training.data.make_pipeline(..., num_hosts, host_index)` reads them) on the mesh."""
+    n_proc = jax.process_count()
+
+    def put(x):
+        x = np.asarray(x)
+        if n_proc == 1:
+            return jax.device_put(x, sharding)
+        global_shape = x.shape[:batch_axis] + (x.shape[batch_axis] * n_proc,) + x.shape[batch_axis + 1:]
+        return jax.make_array_from_process_local_data(sharding, x, global_shape)
 
     return jax.tree.map(put, batch)

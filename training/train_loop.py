@@ -21,14 +21,14 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
+from configs import builders
 from configs.validate import flatten_keys
-from training import builders
 from training.data import build_dataset, data_shape_of, get_data_inverse_scaler, iterate_batches
 from training.experiment import build_experiment, checkpointer_for
 from training.logging import MetricWriter, plot_loss_curve
 from training.preemption import PreemptionWatch
 from training.sampling import make_sample_fn
-from training.sharding import batch_sharding, check_batch_size, shard_batch
+from training.sharding import batch_sharding, check_batch_size, shard_batch, shard_host_batch
 from training.state import TrainState
 from training.train_step import jit_train_steps, make_eval_step, make_objective, make_train_step
 
@@ -38,7 +38,8 @@ CONFIG_FILE = "config.json"
 # `model` except the keys below, which change training but not the parameters; the data keys
 # that give one example's shape; the optimiser's kind. SDE parameters stay in: they are in
 # `model` (and `num_scales` sizes the conditioning of the discrete-noise networks).
-_FREE_MODEL_KEYS = frozenset({"model.ema_rate", "model.ema_warmup", "model.dropout", "model.conv_impl"})
+_FREE_MODEL_KEYS = frozenset({"model.ema_rate", "model.ema_warmup", "model.dropout", "model.conv_impl",
+                              "model.remat"})
 _STATE_KEYS = frozenset({"data.dataset", "data.image_size", "data.num_channels", "optim.optimizer"})
 # Keys whose value matters to the state only through a switch: weight decay on adds a state
 # to the optax chain, clipping on (grad_clip >= 0) adds another.
@@ -128,9 +129,11 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, max
     t = config.training
     _check_frequencies(t)
     n = t.n_jitted_steps
-    ds = build_dataset(config, "train", batch_size=t.batch_size, seed=config.seed, shuffle=True)
     exp = build_experiment(config, data_shape_of(config))
-    check_batch_size(t.batch_size, exp.mesh)
+    check_batch_size(t.batch_size, exp.mesh, grad_accum_steps=t.grad_accum_steps)
+    # Each process reads and decodes only its rows of every global batch.
+    ds = build_dataset(config, "train", batch_size=t.batch_size, seed=config.seed, shuffle=True,
+                       num_hosts=jax.process_count(), host_index=jax.process_index())
 
     ckpt = checkpointer_for(config, workdir)
     state = ckpt.restore_latest(exp.abstract_state())
@@ -145,7 +148,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, max
     continuous = exp.continuous
     objective = make_objective(exp.model, exp.loss, exp.sde, continuous=continuous, precond=exp.precond)
     train_fn = jit_train_steps(make_train_step(objective, exp.optimizer, ema_rate=config.model.ema_rate,
-                                               ema_warmup=config.model.ema_warmup), exp.mesh)
+                                               ema_warmup=config.model.ema_warmup,
+                                               grad_accum_steps=t.grad_accum_steps), exp.mesh)
     stacked_sharding = batch_sharding(exp.mesh, leading_axes=1)
     eval_fn = eval_ds = None
     if config.eval.enable_loss and t.eval_freq > 0:
@@ -208,7 +212,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, max
         while step < stop_at:
             batches = [next(batches_ahead) for _ in range(n)]  # ds[step], ..., ds[step + n - 1]
             stacked = {k: np.stack([np.asarray(b[k]) for b in batches]) for k in batches[0]}
-            state, metrics = train_fn(state, shard_batch(stacked, stacked_sharding, batch_axis=1))
+            state, metrics = train_fn(state, shard_host_batch(stacked, stacked_sharding, batch_axis=1))
             pending.append((step, metrics))
             step += n
             window_steps += n

@@ -47,24 +47,56 @@ def make_objective(model: nn.Module, loss, sde: sde_lib.SDE, *, continuous: bool
     return objective
 
 
+def micro_batches(batch: Batch, n: int) -> Batch:
+    """`[B, ...] -> [n, B / n, ...]` with micro-batch j = rows j, j + n, j + 2n, ...: each
+    device's contiguous slice of a batch-sharded array then holds a share of every micro-batch,
+    so splitting moves no data between devices."""
+    def split(x):
+        return jnp.swapaxes(x.reshape(x.shape[0] // n, n, *x.shape[1:]), 0, 1)
+
+    return jax.tree.map(split, batch)
+
+
 def make_train_step(
     objective: Objective,
     optimizer: optax.GradientTransformation,
     *,
     ema_rate: float,
     ema_warmup: bool = False,
+    grad_accum_steps: int = 1,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
     """`step(state, batch) -> (state, {"loss", "grad_norm"})` for one optimiser step on
-    `batch["image"]: [B, ...]`; the EMA is updated after the optimiser step (2021 code)."""
+    `batch["image"]: [B, ...]`; the EMA is updated after the optimiser step (2021 code).
+
+    `grad_accum_steps = n > 1` computes the gradient of the batch mean as the average of the
+    gradients of `n` micro-batches of `B / n` examples, one after another in a `lax.scan`
+    (activation memory of one micro-batch; the same update as one batch up to float rounding
+    when the objective's noise is the same). Micro-batch j draws its noise from
+    `fold_in(step key, j)`, not from the one-batch draw: the same distribution, other values.
+    """
+    if grad_accum_steps < 1:
+        raise ValueError(f"grad_accum_steps must be at least 1, got {grad_accum_steps}")
+
+    def loss_and_grads(params: Params, batch: Batch, key: jax.Array):
+        return jax.value_and_grad(lambda p: jnp.mean(objective(p, batch["image"], key)))(params)
+
+    def accumulated_loss_and_grads(params: Params, batch: Batch, key: jax.Array):
+        def add_micro_batch(total, inputs):
+            j, micro = inputs
+            value = loss_and_grads(params, micro, jax.random.fold_in(key, j))
+            return jax.tree.map(jnp.add, total, value), None
+
+        zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, params))
+        indices = jnp.arange(grad_accum_steps)
+        total, _ = jax.lax.scan(add_micro_batch, zeros, (indices, micro_batches(batch, grad_accum_steps)))
+        return jax.tree.map(lambda v: v / grad_accum_steps, total)
 
     def step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
         key = jax.random.fold_in(state.rng, state.step)
-        x = batch["image"]
-
-        def mean_loss(params):
-            return jnp.mean(objective(params, x, key))
-
-        loss, grads = jax.value_and_grad(mean_loss)(state.params)
+        if grad_accum_steps == 1:
+            loss, grads = loss_and_grads(state.params, batch, key)
+        else:
+            loss, grads = accumulated_loss_and_grads(state.params, batch, key)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         step_count = state.step + 1

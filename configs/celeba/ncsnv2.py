@@ -15,7 +15,6 @@ def get_config():
     m.sigma_max = 90.0
     m.num_scales = 500
     m.nf = 128
-    m.normalization = "InstanceNorm++"
     m.nonlinearity = "elu"
     m.ema_rate = 0.999
     config.training.batch_size = 128
@@ -24,5 +23,5 @@ def get_config():
     config.optim.warmup = 0
     config.optim.grad_clip = -1.0
     config.sampling.snr = 0.128
-    config.sampling.noise_removal = False
+    config.sampling.denoise = False
     return config

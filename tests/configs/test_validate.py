@@ -161,15 +161,13 @@ def test_digits_are_grey():
 
 @pytest.mark.parametrize("change, message", [
     ({"model__nonlinearity": "swsh"}, "config key 'model.nonlinearity' is 'swsh'; known: elu, lrelu, relu, silu, swish"),
-    ({"model__normalization": "BatchNorm"},
-     "config key 'model.normalization' is 'BatchNorm'; known: GroupNorm, InstanceNorm++"),
     ({"sampling__schedule": "cosine"}, "config key 'sampling.schedule' is 'cosine'; known: , karras, log_snr, uniform_t"),
-    ({"sampling__ode_solver": "rk45"},
-     "config key 'sampling.ode_solver' is 'rk45'; known: bosh3, dopri5, dopri8, euler, heun, midpoint, tsit5"),
-    ({"sampling__method": "ode", "sampling__ode_solver": "euler"},
-     "config key 'sampling.ode_solver' 'euler' has no error estimate for an adaptive solve: set sampling.num_steps "
+    ({"sampling__solver": "rk45"},
+     "config key 'sampling.solver' is 'rk45'; known: bosh3, dopri5, dopri8, euler, heun, midpoint, tsit5"),
+    ({"sampling__method": "ode", "sampling__solver": "euler"},
+     "config key 'sampling.solver' 'euler' has no error estimate for an adaptive solve: set sampling.num_steps "
      "> 0 or one of bosh3, dopri5, dopri8, heun, midpoint, tsit5"),
-    ({"sampling__order": 4}, "config key 'sampling.order' must be 1, 2 or 3, got 4"),
+    ({"sampling__order": 4}, "config key 'sampling.order' is 4; known: 1, 2, 3"),
     ({"sampling__eta": -0.5}, "config key 'sampling.eta' must be >= 0, got -0.5"),
     ({"sampling__rho": 0.0}, "config key 'sampling.rho' must be > 0, got 0.0"),
     ({"sampling__sigma_min": 5.0, "sampling__sigma_max": 1.0},
@@ -180,12 +178,19 @@ def test_bad_sampler_and_network_options_are_named(change, message):
     _rejects(_config(**change), message)
 
 
-def test_validated_ode_solvers_are_the_samplers():
-    from configs.validate import _ADAPTIVE_ODE_SOLVERS, _FIXED_ENUMS
-    from samplers.ode import ADAPTIVE, SOLVERS
+@pytest.mark.parametrize("key, message", [
+    ("sampling__noise_removal", "config key 'sampling.noise_removal' was renamed 'sampling.denoise'"),
+    ("sampling__ode_solver", "config key 'sampling.ode_solver' was renamed 'sampling.solver'"),
+    ("model__normalization", "config key 'model.normalization' was removed: no network here reads it (delete the line)"),
+])
+def test_renamed_and_removed_keys_say_so(key, message):
+    _rejects(_config(**{key: "x"}), message)
 
-    assert set(_FIXED_ENUMS["sampling.ode_solver"]) == set(SOLVERS)
-    assert set(_ADAPTIVE_ODE_SOLVERS) == set(ADAPTIVE)
+
+def test_a_combination_only_the_constructor_knows_is_named_by_section():
+    _rejects(_config(training__sde="subvpsde", sampling__predictor="ancestral_sampling"),
+             "config section 'sampling' does not build the sampler 'pc': ancestral_sampling supports VPSDE (DDPM) "
+             "and VESDE (SMLD) only, not subVPSDE; use reverse_diffusion or euler_maruyama instead")
 
 
 @pytest.mark.parametrize("method, options, expected", [
@@ -195,12 +200,12 @@ def test_validated_ode_solvers_are_the_samplers():
      {"order": 3, "sigma_min": 0.02, "sigma_max": 20.0, "schedule": "log_snr"}),
     ("edm_heun", {"S_churn": 10.0, "S_min": 0.05, "S_max": 50.0, "S_noise": 1.003},
      {"S_churn": 10.0, "S_min": 0.05, "S_max": 50.0, "S_noise": 1.003, "sigma_min": None}),
-    ("ode", {"ode_solver": "heun", "num_steps": 12, "max_steps": 100},
+    ("ode", {"solver": "heun", "num_steps": 12, "max_steps": 100},
      {"solver": "heun", "num_steps": 12, "max_steps": 100}),
     ("ald", {"step_lr": 1e-5, "n_steps_each": 3}, {"step_lr": 1e-5, "n_steps_each": 3}),
 ])
 def test_sampler_options_reach_the_sampler(method, options, expected):
-    from training.builders import build_sampler, build_sde
+    from configs.builders import build_sampler, build_sde
 
     config = get_default_config()
     config.sampling.method = method

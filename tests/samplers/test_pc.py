@@ -191,7 +191,7 @@ def _count_score_calls(sampler, shape):
     ("ancestral_sampling", "none", 4), ("euler_maruyama", "none", 1), ("none", "none", 1)])
 def test_nfe_equals_counted_score_evaluations(predictor, corrector, n_steps, denoise):
     # VE: two steps are a valid chain there (on VP the discrete beta would exceed 1, see below)
-    sampler = PCSampler(make_sde("ve", 1000), predictor, corrector, n_steps=n_steps, num_steps=2, denoise=denoise)
+    sampler = PCSampler(make_sde("ve", 1000), predictor, corrector, n_steps_each=n_steps, num_steps=2, denoise=denoise)
     counted, nfe = _count_score_calls(sampler, (3, 2))
     predictor_nfe = int(predictor != "none")
     # the Tweedie step (1 evaluation) takes the place of the last predictor step
@@ -223,7 +223,7 @@ def test_denoise_is_the_tweedie_posterior_mean_of_the_sample_at_eps(x64, name):
     # return E[x_0 | x_eps] of the same chain (same keys), one score evaluation more.
     sde = make_sde(name, 100)
     score_fn = sde_lib.gaussian(jnp.asarray(MEAN, jnp.float64), jnp.asarray(COV, jnp.float64)).score_fn(sde)
-    kwargs = dict(predictor="none", corrector="langevin", n_steps=2, num_steps=25, eps=1e-2)
+    kwargs = dict(predictor="none", corrector="langevin", n_steps_each=2, num_steps=25, eps=1e-2)
     x_eps, nfe_raw = PCSampler(sde, denoise=False, **kwargs)(jax.random.key(0), score_fn, (64, 2))
     clean, nfe = PCSampler(sde, denoise=True, **kwargs)(jax.random.key(0), score_fn, (64, 2))
     assert (nfe_raw, nfe) == (25 * 2, 25 * 2 + 1)
@@ -273,7 +273,7 @@ def test_score_of_the_wrong_shape_is_rejected_naming_both_shapes(make_sampler):
 
 
 def test_pc_is_registered_and_built_by_name():
-    sampler = samplers.build_sampler("pc", make_sde("vp", 50), predictor="euler_maruyama", n_steps=2)
+    sampler = samplers.build_sampler("pc", make_sde("vp", 50), predictor="euler_maruyama", n_steps_each=2)
     assert isinstance(sampler, PCSampler) and sampler.nfe == 50 * (1 + 2)
 
 

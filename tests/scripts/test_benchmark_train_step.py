@@ -21,6 +21,8 @@ def test_benchmark_reports_throughput_of_the_configs_train_step():
     assert result["compile_s"] > 0 and result["step_ms_min"] <= result["step_ms"] <= result["step_ms_max"]
     assert result["images_per_s"] == pytest.approx(8 * 1e3 / result["step_ms"])
     assert result["compute_dtype"] == "float32" and result["device"].startswith("cpu")
+    assert result["memory"]["peak_estimate_bytes"] >= result["memory"]["argument_bytes"] > 0
+    assert result["flops_per_step"] > 0 and result["grad_accum_steps"] == 1 and not result["remat"]
 
 
 def test_benchmark_rejects_a_batch_that_is_not_positive():
@@ -37,3 +39,17 @@ def test_command_line_prints_json_with_overrides(tmp_path):
     assert printed == json.loads(out.read_text())
     assert printed["compute_dtype"] == "bfloat16" and printed["batch_size"] == 4
     assert printed["config"] == "configs/toy2d.py"
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_runs_every_case_at_toy_sizes():
+    from scripts.benchmark_gpu import run_all
+
+    result = run_all(batch_size=2, nfe=3, repeats=1, peak_tflops=1.0, budget_s=1e9, toy=True)
+    assert not result["skipped"]
+    for net in ("ddpmpp", "ncsnpp"):
+        for dtype in ("float32", "bfloat16"):
+            case = result["train"][net][dtype]
+            assert case["images_per_s"] > 0 and case["compute_dtype"] == dtype and 0 < case["mfu"] < 1
+            assert case["memory"]["peak_estimate_bytes"] > 0
+        assert {m: r["nfe"] for m, r in result["sample"][net].items()} == {"pc": 3, "dpm_solver": 3}

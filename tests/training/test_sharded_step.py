@@ -7,7 +7,7 @@ SCRIPT = textwrap.dedent("""
     import jax, numpy as np
     import models
     from configs import load_config
-    from training import builders
+    from configs import builders
     from training.sharding import batch_sharding, make_mesh, shard_batch
     from training.state import init_sharded_state
     from training.train_step import jit_train_steps, make_objective, make_train_step

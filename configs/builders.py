@@ -1,8 +1,11 @@
 """The thin layer from a config to objects; nothing below it reads a ConfigDict.
 
-`build_sde`, `build_loss`, `build_optimizer` and `build_sampler` map the 2021-reference key
-names (`training.sde`, `model.beta_min`, `optim.warmup`, `sampling.method`, ...) onto the
-explicit constructors of `sde_lib`, optax and `samplers`.
+`build_sde`, `build_loss`, `build_precond`, `build_optimizer` and `build_sampler` map the
+2021-reference key names (`training.sde`, `model.beta_min`, `optim.warmup`, `sampling.method`,
+...) onto the explicit constructors of `sde_lib`, `models`, optax and `samplers`; a sampler's
+options are the `sampling` keys named like its fields. The validator (`configs.validate`)
+builds through these same functions, so a config it accepts is one they build. The network
+itself is `models.build_model(config)`.
 """
 from __future__ import annotations
 
@@ -15,10 +18,10 @@ import models
 import samplers
 import sde_lib
 
-LOSSES = ("dsm", "ddpm", "smld", "edm")
-
 Loss = sde_lib.DSMLoss | sde_lib.DDPMLoss | sde_lib.SMLDLoss | sde_lib.EDMLoss
-"""`loss(fn, x: [B, ...], rng) -> [B]`, one of the objectives of `LOSSES`."""
+"""`loss(fn, x: [B, ...], rng) -> [B]`, one of the objectives of `sde_lib.LOSSES`."""
+OPTIMIZERS = ("Adam",)
+"""The values of `optim.optimizer` that `build_optimizer` builds."""
 
 
 def build_sde(config: ml_collections.ConfigDict) -> sde_lib.SDE:
@@ -48,7 +51,7 @@ def build_loss(config: ml_collections.ConfigDict, sde: sde_lib.SDE) -> Loss:
         return sde_lib.SMLDLoss(sde, reduce_mean=t.reduce_mean)
     if name == "edm":
         return sde_lib.EDMLoss(sigma_data=config.model.sigma_data, reduce_mean=t.reduce_mean)
-    raise ValueError(f"unknown training.loss {t.loss!r}; known: {list(LOSSES)}")
+    raise ValueError(f"unknown training.loss {t.loss!r}; known: {sde_lib.LOSSES.names()}")
 
 
 def build_precond(config: ml_collections.ConfigDict) -> sde_lib.Preconditioning | None:
@@ -69,8 +72,8 @@ def build_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransfor
     """Adam (AdamW when weight_decay > 0) after clipping by global norm, as in the 2021 code:
     g * clip / max(|g|, clip), with clipping off for `optim.grad_clip < 0`."""
     o = config.optim
-    if o.optimizer.lower() != "adam":
-        raise ValueError(f"optim.optimizer {o.optimizer!r} is not supported; known: ['Adam']")
+    if o.optimizer not in OPTIMIZERS:
+        raise ValueError(f"optim.optimizer {o.optimizer!r} is not supported; known: {list(OPTIMIZERS)}")
     schedule = learning_rate_schedule(o.lr, o.warmup)
     if o.weight_decay > 0:
         adam = optax.adamw(schedule, b1=o.beta1, eps=o.eps, weight_decay=o.weight_decay)
@@ -81,47 +84,21 @@ def build_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransfor
     return adam
 
 
-def _sampling_values(config: ml_collections.ConfigDict) -> dict:
-    """Config values under the field names the samplers use (each sampler takes its subset)."""
+# Sampling keys whose "unset" value keeps the sampler's own default (its schedule, the SDE's
+# noise range, its step count).
+_UNSET_SAMPLING = ("schedule", "sigma_min", "sigma_max", "num_steps")
+
+
+def sampler_options(config: ml_collections.ConfigDict, cls: type) -> dict:
+    """The `sampling` keys that are fields of the sampler class `cls`, under the same names (a
+    sampler's field is its config key); "" / 0 of `_UNSET_SAMPLING` keys are left out."""
     s = config.sampling
-    values = {
-        "predictor": s.predictor,
-        "corrector": s.corrector,
-        "snr": s.snr,
-        "n_steps": s.n_steps_each,
-        "n_steps_each": s.n_steps_each,
-        "denoise": s.noise_removal,
-        "noise_removal": s.noise_removal,
-        "probability_flow": s.probability_flow,
-        "eps": s.eps,
-        "rtol": s.rtol,
-        "atol": s.atol,
-        "solver": s.ode_solver,
-        "max_steps": s.max_steps,
-        "eta": s.eta,
-        "order": s.order,
-        "rho": s.rho,
-        "S_churn": s.S_churn,
-        "S_min": s.S_min,
-        "S_max": s.S_max,
-        "S_noise": s.S_noise,
-        "step_lr": s.step_lr,
-    }
-    if s.schedule:  # "" keeps each sampler's own schedule
-        values["schedule"] = s.schedule
-    if s.sigma_min > 0:  # 0 takes the range from the SDE
-        values["sigma_min"] = s.sigma_min
-    if s.sigma_max > 0:
-        values["sigma_max"] = s.sigma_max
-    if s.num_steps:  # 0 keeps each sampler's own default (the SDE's N for PC)
-        values["num_steps"] = s.num_steps
-    return values
+    fields = [f.name for f in dataclasses.fields(cls) if f.init and f.name != "sde"]
+    return {name: s[name] for name in fields if name in s and (s[name] or name not in _UNSET_SAMPLING)}
 
 
 def build_sampler(config: ml_collections.ConfigDict, sde: sde_lib.SDE):
     """The sampler `config.sampling.method` from `samplers.SAMPLERS`, with every field it
     declares that the `sampling` section sets; its other fields keep their defaults."""
     cls = samplers.SAMPLERS.get(config.sampling.method)
-    values = _sampling_values(config)
-    fields = {f.name for f in dataclasses.fields(cls)} - {"sde"}
-    return samplers.build_sampler(config.sampling.method, sde, **{k: v for k, v in values.items() if k in fields})
+    return samplers.build_sampler(config.sampling.method, sde, **sampler_options(config, cls))
