@@ -26,6 +26,7 @@ import jax.numpy as jnp
 from absl import app, flags
 
 import models
+from configs.builders import build_sde
 from configs.load import load_config
 from samplers import common
 from samplers.ald import AnnealedLangevinSampler
@@ -34,7 +35,6 @@ from samplers.dpm_solver import DPMSolverPPSampler
 from samplers.edm_heun import EDMHeunSampler
 from samplers.ode import ODESampler
 from samplers.pc import PCSampler
-from configs.builders import build_sde
 
 flags.DEFINE_list("configs", ["configs/vp/cifar10_ddpmpp_continuous.py", "configs/ve/cifar10_ncsnpp_continuous.py"],
                   "Config files of the networks.")
