@@ -10,6 +10,7 @@ itself is `models.build_model(config)`.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import ml_collections
 import optax
@@ -101,4 +102,39 @@ def build_sampler(config: ml_collections.ConfigDict, sde: sde_lib.SDE):
     """The sampler `config.sampling.method` from `samplers.SAMPLERS`, with every field it
     declares that the `sampling` section sets; its other fields keep their defaults."""
     cls = samplers.SAMPLERS.get(config.sampling.method)
-    return samplers.build_sampler(config.sampling.method, sde, **sampler_options(config, cls))
+    options = sampler_options(config, cls)
+    if "sigma_data" in {f.name for f in dataclasses.fields(cls)}:  # the sigma-space solvers' sigma_min rule
+        options["sigma_data"] = config.model.sigma_data
+    sampler = samplers.build_sampler(config.sampling.method, sde, **options)
+    for message in ineffective_options(sampler, config.sampling.method):
+        warnings.warn(message, UserWarning, stacklevel=2)
+    return sampler
+
+
+# (sampler fields, when they do nothing, why): options a sampler declares but ignores in the setting
+# at hand (each field is its `sampling.` config key).
+_IGNORED = (
+    (("rho",), lambda s: getattr(s, "schedule", "karras") != "karras",
+     lambda s: f"the schedule is {s.schedule!r}; rho shapes only the 'karras' schedule"),
+    (("S_min", "S_max", "S_noise"), lambda s: s.S_churn == 0,
+     lambda s: "S_churn = 0 (no churn), so the churn range and noise scale are unused"),
+    (("rtol", "atol"), lambda s: getattr(s, "num_steps", None) is not None,
+     lambda s: f"num_steps = {s.num_steps} fixes the steps; tolerances steer only the adaptive solve"),
+    (("snr", "n_steps_each"), lambda s: getattr(s, "corrector", None) == "none",
+     lambda s: "the corrector is 'none'; snr and n_steps_each set the corrector's steps"),
+)
+
+
+def ineffective_options(sampler, method: str) -> list[str]:
+    """One message per option that `sampler` (built from a config) holds at a non-default value but
+    ignores in its setting (e.g. `rho` with a log-SNR schedule), naming the option and why."""
+    defaults = {f.name: f.default for f in dataclasses.fields(sampler)}
+    messages = []
+    for names, ignored, why in _IGNORED:
+        if not all(name in defaults for name in names) or not ignored(sampler):
+            continue
+        for name in names:
+            if getattr(sampler, name) != defaults[name]:
+                messages.append(f"sampling.{name} = {getattr(sampler, name)} has no effect with the {method!r} "
+                                f"sampler: {why(sampler)}")
+    return messages

@@ -45,8 +45,11 @@ from samplers import (
 from samplers.ald import AnnealedLangevinSampler
 from samplers.ddim import DDIMSampler
 from samplers.dpm_solver import DPMSolverPPSampler
+from samplers.dpm_solver_sde import DPMSolverSDESampler
 from samplers.edm_heun import EDMHeunSampler
+from samplers.lms import LMSSampler
 from samplers.registry import CORRECTORS, PREDICTORS, SAMPLERS
+from samplers.unipc import UniPCSampler
 
 
 def build_sampler(name: str, sde, **kwargs):
@@ -56,6 +59,6 @@ def build_sampler(name: str, sde, **kwargs):
 
 __all__ = [
     "CORRECTORS", "PREDICTORS", "SAMPLERS", "AnnealedLangevinSampler", "DDIMSampler", "DPMSolverPPSampler",
-    "EDMHeunSampler", "ald", "anomaly", "build_sampler", "correctors", "denoise", "edit", "encode", "guidance",
+    "DPMSolverSDESampler", "EDMHeunSampler", "LMSSampler", "UniPCSampler", "ald", "anomaly", "build_sampler", "correctors", "denoise", "edit", "encode", "guidance",
     "inpainting", "likelihood", "ode", "pc", "predictors",
 ]

@@ -9,18 +9,26 @@ given x_0 = x at the time t* = t(sigma) whose noise level is sigma. Hence
   at time t* (Song et al. 2021, eq. 6; the "denoise by partial reverse diffusion" of
   Kawar et al. 2021): any sampler of the `SAMPLERS` contract, via `x_init` and `t_init`.
 
+Only samplers of the reverse process are posterior samplers here. A Langevin corrector (PC's
+`langevin` / `ald`, the annealed Langevin sampler) or EDM churn targets the marginal p_t, not
+p(x_t | y) = p_t(x_t) p(y | x_t) / p(y): the chain forgets y (for N(0, 1) data, y = 1, sigma = 0.5 a
+Langevin PC chain returns the prior N(0, 1), not the posterior N(0.8, 0.2)). `check_posterior_sampler`
+refuses them; `posterior_sampler` drops them from a default configuration, with a warning.
+
 For VE the perturbation kernel has std sigma(t) >= sigma_min, so noise levels below
 sigma_min (t* < 0) cannot be represented and are rejected; for every SDE, sigma must not exceed
 sigma(T).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Protocol
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
 from samplers.common import check_score_shape, per_example
 from samplers.registry import SAMPLERS
@@ -51,6 +59,46 @@ def resolve_sampler(sampler: Sampler | str, sde: SDE | None = None, **kwargs) ->
     if not callable(sampler) or not hasattr(sampler, "sde"):
         raise TypeError(f"expected a sampler name or a sampler object with an `sde` field, got {sampler!r}")
     return sampler
+
+
+def marginal_parts(sampler: Sampler) -> str | None:
+    """Why `sampler` targets the marginal p_t rather than the conditional of its start, or None."""
+    corrector = getattr(sampler, "corrector", "none")
+    if isinstance(corrector, str) and corrector != "none":  # UniPC's boolean corrector is an ODE step
+        return f"its {corrector!r} corrector (Langevin dynamics on the marginal p_t)"
+    if getattr(sampler, "S_churn", 0.0) > 0:
+        return f"its churn S_churn={sampler.S_churn} (noise raised along the marginal p_t)"
+    if type(sampler).__name__ == "AnnealedLangevinSampler":
+        return "annealed Langevin dynamics (on the marginals p_t)"
+    return None
+
+
+def check_posterior_sampler(sampler: Sampler, task: str = "posterior sampling") -> None:
+    """Raise a ValueError when `sampler` cannot sample p(x_0 | x_{t_init}) (module docstring)."""
+    reason = marginal_parts(sampler)
+    if reason is not None:
+        raise ValueError(
+            f"{task} cannot use {type(sampler).__name__} with {reason}: it targets p_t, not p(x_t | y), so "
+            f"the chain forgets y; use a reverse-process sampler (e.g. PC with corrector='none', edm_heun "
+            f"with S_churn=0, dpm_solver_sde, ddim with eta=1)")
+
+
+def posterior_sampler(sampler: Sampler, task: str = "posterior sampling") -> Sampler:
+    """`sampler` without its marginal-targeting corrector / churn (a warning names what was dropped);
+    for defaults such as the VE family's Langevin corrector. Raises for annealed Langevin."""
+    reason = marginal_parts(sampler)
+    if reason is None:
+        return sampler
+    if isinstance(getattr(sampler, "corrector", None), str) and getattr(sampler, "predictor", "none") != "none":
+        changed = dataclasses.replace(sampler, corrector="none")
+    elif getattr(sampler, "S_churn", 0.0) > 0:
+        changed = dataclasses.replace(sampler, S_churn=0.0)
+    else:  # nothing of the reverse process would be left (annealed Langevin, PC with no predictor)
+        check_posterior_sampler(sampler, task)
+        return sampler
+    logging.warning("%s: dropped %s from %s, which would make the chain forget its start", task, reason,
+                    type(sampler).__name__)
+    return changed
 
 
 def _concrete(v) -> np.ndarray | None:
@@ -120,7 +168,9 @@ def posterior_denoise(rng: Array, sampler: Sampler, score_fn: ScoreFn, y: Array,
 
     `y: [B, ...]`, `sigma` a scalar (one start time for the batch). Returns the sampler's
     `(samples [B, ...], nfe)`; samples are at the sampler's final time (e.g. its eps), as usual.
+    Raises ValueError for a sampler with a Langevin corrector or churn (`check_posterior_sampler`).
     """
+    check_posterior_sampler(sampler)
     sigma = jnp.asarray(sigma, y.dtype)
     if sigma.ndim != 0:
         raise ValueError(f"posterior_denoise needs one noise level for the batch, got sigma of shape {sigma.shape}")

@@ -21,40 +21,53 @@ import numpy as np
 
 from samplers import common
 from samplers.registry import SAMPLERS
-from samplers.sigma_schedule import body_sigmas, check_schedule, enter_sigma_space, host_sigmas
+from samplers.sigma_schedule import check_schedule, check_sigma_range, host_sigmas, sigma_space_setup
 from sde_lib.base import SDE, Array, ScoreFn, batch_broadcast
-from sde_lib.parametrization import denoiser_from_score
 
 ORDERS = (1, 2, 3)
 """The multistep orders implemented (`multistep_weights`)."""
 
 
-def multistep_weights(h: Array, h1: Array, h2: Array, order: Array, xp=jnp) -> tuple[Array, Array, Array]:
-    """Weights (w0, w1, w2) of D_i, D_{i-1}, D_{i-2} in one DPM-Solver++ step, each `[B]`.
+def multistep_weights(h: Array, h1: Array, h2: Array, order: Array, c: float = 1.0, taylor_second: bool = False,
+                      xp=jnp) -> tuple[Array, Array, Array]:
+    """Weights (w0, w1, w2) of D_i, D_{i-1}, D_{i-2} in one exponential-integrator step, each `[B]`.
 
     `h` is this step's lambda increment, `h1` and `h2` the previous two; `order` (per step, 1, 2 or
-    3) is the order of the step. The update is x' = e^-h x + w0 D_i + w1 D_{i-1} + w2 D_{i-2}.
-    Order 2 is Lu et al. (2022), Algorithm 2: D_i + (D_i - D_{i-1}) h / (2 h1) times 1 - e^-h.
+    3) is the order of the step; `c` the rate of the kernel c e^{-c (h - u)} that weights D over the
+    step (1 for the ODE, 1 + eta for the SDE solvers of `dpm_solver_sde`). The update is
+    x' = e^{-c h} (...) x + w0 D_i + w1 D_{i-1} + w2 D_{i-2}.
+    Order 2 is Lu et al. (2022), Algorithm 2 (D_i + (D_i - D_{i-1}) h / (2 h1) times 1 - e^-h), or
+    with `taylor_second` the exact integral of the line through (lambda_{i-1}, lambda_i).
     Order 3 integrates the quadratic through (lambda_{i-2}, lambda_{i-1}, lambda_i) exactly.
     `xp`: numpy for float64 coefficients on the host, jnp on device.
     """
-    a = -xp.expm1(-h)
+    a = -xp.expm1(-c * h)  # int_0^h c e^{-c (h - u)} du
     zero = xp.zeros_like(h)
-    half_r = 0.5 * h / h1
-    w2nd = (a * (1.0 + half_r), -a * half_r, zero)
     # Newton form D(u) = D_i + f1 u + f3 u (u + h1), u = lambda - lambda_i (so u_{i-1} = -h1).
-    b_coef = h - a  # int of u e^u, normalised
-    c_coef = h**2 - 2.0 * h + 2.0 * a  # int of u^2 e^u, normalised
+    b_coef = h - a / c  # int of the kernel times u
+    c_coef = h**2 - 2.0 * h / c + 2.0 * a / c**2  # int of the kernel times u^2
     f1 = (1.0 / h1, -1.0 / h1, zero)
     f3 = (1.0 / (h1 * (h1 + h2)), -(1.0 / h1 + 1.0 / h2) / (h1 + h2), 1.0 / (h2 * (h1 + h2)))
-    lin = b_coef
+    if taylor_second:
+        w2nd = (a + b_coef * f1[0], b_coef * f1[1], zero)
+    else:
+        half_r = 0.5 * h / h1
+        w2nd = (a * (1.0 + half_r), -a * half_r, zero)
     quad = b_coef * h1 + c_coef
-    w3rd = (a + lin * f1[0] + quad * f3[0], lin * f1[1] + quad * f3[1], quad * f3[2])
+    w3rd = (a + b_coef * f1[0] + quad * f3[0], b_coef * f1[1] + quad * f3[1], quad * f3[2])
     first = (a, zero, zero)
     return tuple(
         xp.where(order == 1, w1st, xp.where(order == 2, w2, w3))
         for w1st, w2, w3 in zip(first, w2nd, w3rd, strict=True)
     )
+
+
+def lambda_increments(levels: Array, xp=jnp) -> tuple[Array, Array, Array]:
+    """For positive levels `[n, B]`: each step's h = lambda' - lambda and the previous two (1 where
+    there is none yet), each `[n - 1, B]`, with lambda = -log sigma. `xp`: numpy on the host, jnp on device."""
+    h = xp.log(levels[:-1]) - xp.log(levels[1:])
+    pad = xp.ones_like(h[:2])
+    return h, xp.concatenate([pad[:1], h[:-1]], axis=0), xp.concatenate([pad, h[:-2]], axis=0)
 
 
 @SAMPLERS.register("dpm_solver")
@@ -80,9 +93,11 @@ class DPMSolverPPSampler:
     sigma_min: float | None = None
     sigma_max: float | None = None
     eps: float = 1e-3
+    sigma_data: float = 0.5
 
     def __post_init__(self):
         check_schedule(self.schedule, self.num_steps, self.rho, self.sigma_min, self.sigma_max)
+        check_sigma_range(self.sde, self.sigma_min, self.sigma_max)
         if self.order not in ORDERS:
             raise ValueError(f"order must be 1, 2 or 3, got {self.order}")
 
@@ -95,7 +110,7 @@ class DPMSolverPPSampler:
                  trajectory_every: int = 0) -> tuple[Array, int]:
         """Samples `[*shape]` (x space) and the number of score evaluations per example (and with
         `trajectory_every = k`, the states x_hat after every k-th step, `samplers.common.finish`)."""
-        sigmas = host_sigmas(self, x_init, t_init)
+        sigmas = host_sigmas(self, x_init, t_init, self.num_steps, self.order)
         coefficients = None if sigmas is None else common.cast(self.coefficients(sigmas[:, None], np), x_init)
         out = common.run_sampler(_dpm_solver_body, self, rng, score_fn, shape, x_init, t_init, indices, shared=coefficients,
                                  trajectory_every=trajectory_every)
@@ -105,25 +120,21 @@ class DPMSolverPPSampler:
         """`(levels, ratio, w0, w1, w2)` of the steps 0..n-2 between positive levels, each `[n - 1, B]`
         (levels `[n, B]`), from the noise levels `sigmas: [n + 1, B]`."""
         levels = sigmas[:-1]
-        h = xp.log(levels[:-1]) - xp.log(levels[1:])  # lambda increments, then the previous two
-        pad = xp.ones_like(h[:2])
-        h1 = xp.concatenate([pad[:1], h[:-1]], axis=0)
-        h2 = xp.concatenate([pad, h[:-2]], axis=0)
+        h, h1, h2 = lambda_increments(levels, xp)
         order = xp.minimum(xp.arange(h.shape[0]) + 1, self.order)[:, None]
-        return (levels, levels[1:] / levels[:-1], *multistep_weights(h, h1, h2, order, xp))
+        return (levels, levels[1:] / levels[:-1], *multistep_weights(h, h1, h2, order, xp=xp))
 
 
 def _dpm_solver_body(static, rng, score_fn, start, host_coefficients):
     self, example_shape, _, every = static
-    x_init, t_init = start
     # Split like the stochastic solvers so that all share the start for one key.
     init_key, _ = jax.random.split(rng)
-    x, sigma_start = enter_sigma_space(self.sde, init_key, (1, *example_shape), x_init, t_init, self.sigma_max)
+    x, sigmas, denoiser = sigma_space_setup(self, init_key, score_fn, example_shape, start, None,
+                                            self.num_steps, self.order)
     if host_coefficients is None:
-        levels, ratio, *weights = self.coefficients(body_sigmas(self, sigma_start, None))
+        levels, ratio, *weights = self.coefficients(sigmas)
     else:
         levels, ratio, *weights = host_coefficients
-    denoiser = denoiser_from_score(self.sde, score_fn)
 
     def step(carry, inputs):
         x, prev, prev2 = carry

@@ -12,6 +12,10 @@ exactly the forward perturbation of the input, which is what inpainting by repla
 (Song et al. 2021, appendix I.2; SDEdit's masked Algorithm 2) feeds the model at each step. Doing it
 through the score lets every sampler (PC, ODE, DDIM, DPM-Solver, ...) blend at every step with no
 change to the sampler; the output then takes the input exactly on the known region.
+
+The reverse process from x_{t0} samples p(x_0 | x_{t0}); a Langevin corrector or EDM churn would
+target the marginal p_t and forget the input, so such samplers are refused
+(`samplers.denoise.check_posterior_sampler`).
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ import jax.numpy as jnp
 from jax.tree_util import Partial
 
 from samplers.common import as_score_fn, example_normal
-from samplers.denoise import Sampler
+from samplers.denoise import Sampler, check_posterior_sampler
 from sde_lib.base import SDE, Array, ScoreFn, batch_broadcast
 
 
@@ -64,7 +68,9 @@ def sdedit(rng: Array, sampler: Sampler, score_fn: ScoreFn, x: Array, strength: 
     `mask` (optional) broadcastable to `x`, 1 where the input is kept. `eps` defaults to the
     sampler's own end time (`sampler.eps`, else 1e-3). Returns `(edited [B, ...], nfe)`; edit i uses
     only the keys of `indices[i]` (default i; `samplers.common`).
+    Raises ValueError for a sampler with a Langevin corrector or churn.
     """
+    check_posterior_sampler(sampler, "SDEdit")
     sde = sampler.sde
     eps = getattr(sampler, "eps", 1e-3) if eps is None else eps
     t0 = edit_time(sde, float(strength), eps)

@@ -12,9 +12,8 @@ import jax.numpy as jnp
 
 from samplers import common
 from samplers.registry import SAMPLERS
-from samplers.sigma_schedule import body_sigmas, check_schedule, enter_sigma_space, host_sigmas
+from samplers.sigma_schedule import check_schedule, check_sigma_range, host_sigmas, sigma_space_setup
 from sde_lib.base import SDE, Array, ScoreFn, batch_broadcast
-from sde_lib.parametrization import denoiser_from_score
 
 
 @SAMPLERS.register("edm_heun")
@@ -44,6 +43,7 @@ class EDMHeunSampler:
     sigma_min: float | None = None
     sigma_max: float | None = None
     eps: float = 1e-3
+    sigma_data: float = 0.5
     S_churn: float = 0.0
     S_min: float = 0.0
     S_max: float = math.inf
@@ -52,6 +52,7 @@ class EDMHeunSampler:
 
     def __post_init__(self):
         check_schedule(self.schedule, self.num_steps, self.rho, self.sigma_min, self.sigma_max)
+        check_sigma_range(self.sde, self.sigma_min, self.sigma_max)
         if self.S_churn < 0:
             raise ValueError(f"S_churn must be non-negative, got {self.S_churn}")
 
@@ -64,7 +65,7 @@ class EDMHeunSampler:
                  trajectory_every: int = 0) -> tuple[Array, int]:
         """Samples `[*shape]` (x space) and the number of score evaluations per example (and with
         `trajectory_every = k`, the states x_hat after every k-th step, `samplers.common.finish`)."""
-        sigmas = common.cast(host_sigmas(self, x_init, t_init), x_init)
+        sigmas = common.cast(host_sigmas(self, x_init, t_init, self.num_steps, 2), x_init)
         out = common.run_sampler(_edm_heun_body, self, rng, score_fn, shape, x_init, t_init, indices, shared=sigmas,
                                  trajectory_every=trajectory_every)
         return common.finish(out, self.nfe, trajectory_every)
@@ -72,11 +73,9 @@ class EDMHeunSampler:
 
 def _edm_heun_body(static, rng, score_fn, start, host_levels):
     self, example_shape, _, every = static
-    x_init, t_init = start
     init_key, churn_key = jax.random.split(rng)
-    x, sigma_start = enter_sigma_space(self.sde, init_key, (1, *example_shape), x_init, t_init, self.sigma_max)
-    sigmas = body_sigmas(self, sigma_start, host_levels)
-    denoiser = denoiser_from_score(self.sde, score_fn)
+    x, sigmas, denoiser = sigma_space_setup(self, init_key, score_fn, example_shape, start, host_levels,
+                                            self.num_steps, 2)
     gamma_max = min(self.S_churn / self.num_steps, math.sqrt(2.0) - 1.0)
 
     def churn(x, sigma, key):

@@ -26,6 +26,18 @@ def sliced_wasserstein(rng: Array, x: Array, y: Array, num_projections: int = 25
     return jnp.sqrt(jnp.mean((px - py) ** 2))
 
 
+def sliced_wasserstein_1(rng: Array, x: Array, y: Array, num_projections: int = 256) -> Array:
+    """Sliced 1-Wasserstein distance: the mean over random directions of W1 in 1-D (the mean absolute
+    difference of the sorted projections). `x` and `y` must hold the same number of samples."""
+    x = jnp.reshape(x, (x.shape[0], -1))
+    y = jnp.reshape(y, (y.shape[0], -1))
+    if x.shape != y.shape:
+        raise ValueError(f"sliced_wasserstein_1 needs equal sample counts and dims, got {x.shape} and {y.shape}")
+    directions = jax.random.normal(rng, (x.shape[1], num_projections), x.dtype)
+    directions = directions / jnp.linalg.norm(directions, axis=0, keepdims=True)
+    return jnp.mean(jnp.abs(jnp.sort(x @ directions, axis=0) - jnp.sort(y @ directions, axis=0)))
+
+
 def mmd_rbf(x: Array, y: Array, bandwidth: float = 1.0) -> Array:
     """Unbiased squared maximum mean discrepancy with an RBF kernel of the given bandwidth."""
     x = jnp.reshape(x, (x.shape[0], -1))

@@ -114,13 +114,15 @@ def restore_score_fn(config: ml_collections.ConfigDict, workdir: pathlib.Path) -
     return exp.sde, score_fn
 
 
-def _sampler(config: ml_collections.ConfigDict, sde: SDE, name: str | None):
-    """The config's sampler, or the named one with its defaults (plus the config's `sampling.eps`)."""
+def _sampler(config: ml_collections.ConfigDict, sde: SDE, name: str | None, task: str):
+    """The config's sampler, or the named one with its defaults (plus the config's `sampling.eps`),
+    without a Langevin corrector or churn (they would make `task`, a conditional sampling, forget its
+    input; `denoise.posterior_sampler` warns)."""
     if name is None:
-        return build_sampler(config, sde)
+        return denoise.posterior_sampler(build_sampler(config, sde), task)
     cls = samplers.SAMPLERS.get(name)
     eps = {"eps": config.sampling.eps} if "eps" in getattr(cls, "__dataclass_fields__", {}) else {}
-    return samplers.build_sampler(name, sde, **eps)
+    return denoise.posterior_sampler(samplers.build_sampler(name, sde, **eps), task)
 
 
 def _prepare(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, input_path: str | pathlib.Path,
@@ -162,7 +164,8 @@ def denoise_inputs(config: ml_collections.ConfigDict, workdir: str | pathlib.Pat
     if posterior_samples > 0:
         start = jnp.mean(level)  # one start time for the batch
         reps = jnp.repeat(x, posterior_samples, axis=0)
-        draws, nfe = denoise.posterior_denoise(sample_key, _sampler(config, sde, sampler), score_fn, reps, start)
+        chain = _sampler(config, sde, sampler, "posterior sampling")
+        draws, nfe = denoise.posterior_denoise(sample_key, chain, score_fn, reps, start)
         draws = jnp.reshape(draws, (x.shape[0], posterior_samples) + x.shape[1:])
         summary["posterior_nfe"] = int(nfe)
         summary["outputs"] += save_array(out_dir, "posterior_samples", draws, config)
@@ -175,8 +178,8 @@ def edit_inputs(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, 
     """SDEdit of the inputs at `strength` (t0 / T), keeping the region where the mask is 1."""
     x, out_dir, sde, score_fn = _prepare(config, workdir, input_path, output_dir, "edit")
     mask = None if mask_path is None else jnp.asarray(load_mask(mask_path, config))
-    edited, nfe = edit.sdedit(jax.random.PRNGKey(seed), _sampler(config, sde, sampler), score_fn, x, strength,
-                              mask=mask)
+    chain = _sampler(config, sde, sampler, "SDEdit")
+    edited, nfe = edit.sdedit(jax.random.PRNGKey(seed), chain, score_fn, x, strength, mask=mask)
     outputs = save_array(out_dir, "input", x, config) + save_array(out_dir, "edited", edited, config)
     return write_summary(out_dir, {"mode": "edit", "strength": strength, "nfe": int(nfe),
                                    "masked": mask is not None, "outputs": outputs})

@@ -1,8 +1,15 @@
-"""DDIM and DPM-Solver++ follow the exact probability flow of Gaussian data with their orders of
+"""The sigma-space solvers follow the exact probability flow of Gaussian data with their orders of
 convergence: halving the step (in their own noise schedule) divides the error by about 2 for DDIM
-(first order, Song et al. 2021a), 4 for the 2M
-multistep and at least 8 for 3M (Lu et al. 2022b). A solver that lost an order, e.g. a 2M whose
-correction term had a wrong coefficient, converges at the lower rate and fails."""
+(first order, Song et al. 2021a), 4 for the 2M multistep and at least 8 for 3M (Lu et al. 2022b),
+about 16 for LMS of order 4 and for UniPC-3 (its UniC corrector adds one order; Zhao et al. 2023).
+The stochastic DPM-Solver++ 2M / 3M SDE are checked on their mean map: with the same noise, two
+starts a, b give outputs differing by M (a - b), and the reverse SDE's exact M is the posterior-mean
+gain S (S + sigma_T^2)^-1 / alpha_T, which they reproduce exactly for Gaussian data (their
+sampling variance is checked on the posterior in test_denoise).
+A solver that lost an order, e.g. a 2M whose correction term had a wrong coefficient, converges at
+the lower rate and fails."""
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,6 +18,9 @@ import pytest
 import sde_lib
 from samplers.ddim import DDIMSampler
 from samplers.dpm_solver import DPMSolverPPSampler
+from samplers.dpm_solver_sde import DPMSolverSDESampler
+from samplers.lms import LMSSampler
+from samplers.unipc import UniPCSampler
 
 MEAN = np.array([1.0, -0.5])
 COV = np.array([[0.5, 0.2], [0.2, 0.3]])
@@ -20,7 +30,12 @@ SOLVERS = {  # name: (sampler for a number of steps, least error ratio per halvi
     "ddim": (lambda sde, n: DDIMSampler(sde, num_steps=n), 1.8, 2.2, 0.03),
     "dpm_solver_2m": (lambda sde, n: DPMSolverPPSampler(sde, num_steps=n, order=2), 3.5, None, 3e-3),
     "dpm_solver_3m": (lambda sde, n: DPMSolverPPSampler(sde, num_steps=n, order=3), 6.0, None, 2e-4),
+    # LMS integrates to sigma = 0 itself (no last denoiser step): the flow map to 0 is its target
+    "lms": (lambda sde, n: LMSSampler(sde, num_steps=n, order=4), 9.0, None, 1e-3),
+    "unipc": (lambda sde, n: UniPCSampler(sde, num_steps=n, order=3), 9.0, None, 1e-3),
 }
+SOLVER_STEPS = {"unipc": (16, 32)}  # UniPC-3 is at 1e-5 by 32 steps, where its first-order start dominates
+
 
 
 def exact_flow_map(sde, x_init, t_init, sigma_min):
@@ -43,13 +58,34 @@ def test_solver_converges_to_the_exact_flow_map_at_its_order(x64, sde_name, solv
     data = sde_lib.gaussian(jnp.asarray(MEAN), jnp.asarray(COV))
     x_init = data.sample(jax.random.PRNGKey(7), 16, t=1.0, sde=sde)
     errors = []
-    for num_steps in STEPS:
-        sampler = make(sde, num_steps)
+    for num_steps in SOLVER_STEPS.get(solver, STEPS):
+        # the order at a fixed last level sigma(eps) (the default's few-step rule moves it with num_steps)
+        sampler = dataclasses.replace(make(sde, num_steps), sigma_min=float(sde.sigma(jnp.asarray(1e-3))))
         x, _ = jax.jit(sampler, static_argnums=(1, 2))(jax.random.PRNGKey(0), data.score_fn(sde), x_init.shape, x_init)
-        target = exact_flow_map(sde, x_init, 1.0, float(sde.sigma(jnp.asarray(sampler.eps))))
+        sigma_min = 0.0 if solver == "lms" else float(sde.sigma(jnp.asarray(sampler.eps)))
+        target = exact_flow_map(sde, x_init, 1.0, sigma_min)
         errors.append(np.sqrt(np.mean((np.asarray(x) - target) ** 2)))
     ratios = np.array(errors[:-1]) / np.array(errors[1:])
     assert errors[-1] < bound, errors
     assert np.all(ratios > least), (errors, ratios)
     if most is not None:
         assert np.all(ratios < most), (errors, ratios)
+
+
+@pytest.mark.parametrize("sde_name", SDES)
+@pytest.mark.parametrize("order", (2, 3))
+def test_dpm_solver_sde_mean_map_is_the_posterior_mean_gain(x64, sde_name, order):
+    """With eta = 1 the first-order step is DDPM's posterior q(x_s | x_t, x_0 = D), whose mean is exact
+    for any data (tower rule), so for Gaussian data the mean map is S (S + sigma_T^2)^-1 / alpha_T at
+    any step count (measured 3e-7); a wrong decay or weight breaks it."""
+    sde = SDES[sde_name]
+    data = sde_lib.gaussian(jnp.asarray(MEAN), jnp.asarray(COV))
+    a = data.sample(jax.random.PRNGKey(7), 16, t=1.0, sde=sde, dtype=jnp.float64)
+    b = a[::-1] + 1.0
+    alpha_t, sigma_t = float(sde.alpha(jnp.asarray(1.0))), float(sde.sigma(jnp.asarray(1.0)))
+    gain = COV @ np.linalg.inv(COV + sigma_t**2 * np.eye(2)) / alpha_t
+    run = jax.jit(DPMSolverSDESampler(sde, num_steps=12, order=order), static_argnums=(1, 2))
+    out_a, _ = run(jax.random.PRNGKey(0), data.score_fn(sde), a.shape, a)
+    out_b, _ = run(jax.random.PRNGKey(0), data.score_fn(sde), a.shape, b)
+    difference = np.asarray(out_a) - np.asarray(out_b)
+    np.testing.assert_allclose(difference, np.asarray(a - b) @ gain.T, atol=1e-4 * np.max(np.abs(difference)))
