@@ -147,11 +147,9 @@ FOUR_DEVICES = textwrap.dedent("""
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
     import sde_lib
     from samplers.ddim import DDIMSampler
-    from samplers.dpm_solver_sde import DPMSolverSDESampler
-from samplers.edm_heun import EDMHeunSampler
+    from samplers.edm_heun import EDMHeunSampler
     from samplers.ode import ODESampler
     from samplers.pc import PCSampler
-from samplers.unipc import UniPCSampler
     vp = sde_lib.VPSDE(N=20)
     score_fn = sde_lib.gaussian(jnp.array([1.0, -2.0]), jnp.eye(2)).score_fn(vp)
     batch = NamedSharding(Mesh(np.array(jax.devices()), ("batch",)), P("batch"))
@@ -174,7 +172,8 @@ def test_sample_i_is_the_same_on_one_and_four_devices_with_padding(run_on_four_d
     assert out.returncode == 0 and out.stdout.count("OK") == 4, out.stdout + out.stderr[-3000:]
 
 
-@pytest.mark.parametrize("name", ["pc_reverse_diffusion", "edm_heun_churn", "ddim_eta1", "dpm_solver"])
+@pytest.mark.parametrize("name", ["pc_reverse_diffusion", "edm_heun_churn", "ddim_eta1", "dpm_solver", "lms", "unipc",
+                                  "dpm_solver_sde"])
 def test_trajectory_holds_every_kth_state_and_ends_at_the_sample(name):
     sampler = SAMPLERS[name]
     samples, nfe = sampler(jax.random.key(2), GAUSS.score_fn(VP), (3, 2))
