@@ -95,6 +95,9 @@ CASES = [
     ("tran --workdir={W}", 2, "did you mean 'train'"),
     ("sample {DIGITS}", 2, "needs --workdir"),
     ("sample --workdir={W}", 2, "needs --config"),
+    ("train_guidance_classifier --workdir={E}", 2, "needs --config"),
+    ("train_guidance_classifier {DIGITS} --workdir={E} --input={R}/good.npz", 2,
+     "--input is not a flag of mode 'train_guidance_classifier'"),
     ("sample {DIGITS} --workdir={W} stray", 2, "unexpected arguments ['stray']"),
     ("sample {DIGITS} --workdir={W} --bogus=1", 2, "Unknown command line flag 'bogus'"),
     ("sample {DIGITS} --workdir={W} --input={R}/good.npz", 2, "--input is not a flag of mode 'sample'"),
@@ -237,8 +240,9 @@ def test_help_lists_the_modes_and_each_mode_only_its_flags():
 def test_every_mode_flag_belongs_to_a_mode():
     """A flag defined by a mode module but listed by no mode could never be given."""
     listed = set(cli.COMMON_FLAGS) | {f for spec in MODES.values() for f in spec.flags}
+    mode_modules = {spec.run.__module__ for spec in MODES.values()} | {cli.__name__}
     defined = {flag.name for module, flag_list in cli.FLAGS.flags_by_module_dict().items()
-               if module.startswith("scripts.") for flag in flag_list}
+               if module in mode_modules for flag in flag_list}
     assert defined <= listed, defined - listed
 
 

@@ -99,9 +99,9 @@ def test_infinite_gradient_with_finite_loss_stops_before_saving_nan_parameters(t
     def objective_with_infinite_gradient(*args, **kwargs):
         objective = make_objective(*args, **kwargs)
 
-        def patched(params, x, key):  # the loss value is unchanged, its gradient infinite
+        def patched(params, x, key, labels=None):  # the loss value is unchanged, its gradient infinite
             first = jax.tree.leaves(params)[0]
-            return objective(params, x, key) + _zero_with_infinite_slope(jnp.sum(first))
+            return objective(params, x, key, labels) + _zero_with_infinite_slope(jnp.sum(first))
 
         return patched
 

@@ -18,8 +18,8 @@ from training.train_step import make_train_step, micro_batches
 def _setup():
     model = MLP(hidden_dims=(32, 32), nf=16)
 
-    def objective(params, x, key):
-        del key  # no noise: the one-batch and the accumulated step see the same loss
+    def objective(params, x, key, labels=None):
+        del key, labels  # no noise: the one-batch and the accumulated step see the same loss
         out = model.apply({"params": params}, x, jnp.full((x.shape[0],), 0.5), train=False)
         return jnp.sum((out - jnp.flip(x, axis=1)) ** 2, axis=(1, 2, 3))
 

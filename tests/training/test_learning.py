@@ -26,6 +26,9 @@ class's score against the exact mixture score: relative error 0.017 at t = 0.5, 
 The small-noise score (t = 0.1 for VP / sub-VP, sigma <= 0.22 for VE) is the hardest part for a
 2000-step MLP and its bounds are loose; the samples, the likelihood and the larger noise levels
 separate the correct wiring from the broken ones above.
+
+The default run trains the VP case; sub-VP, VE and the conditional cases run with `-m slow`
+(each trains its own model: minutes on 2 CPU cores).
 """
 import jax
 import pytest
@@ -47,7 +50,7 @@ def _within(case: str, got: dict) -> bool:
             and got["sliced_w2"] < bound["sliced_w2"] and got["loglik_gap"] < bound["loglik_gap"])
 
 
-@pytest.fixture(scope="module", params=list(BOUNDS))
+@pytest.fixture(scope="module", params=["vp", *(pytest.param(case, marks=pytest.mark.slow) for case in ("subvp", "ve"))])
 def trained(request):
     model = train(request.param)
     return request.param, model, make_measure(model)
@@ -80,6 +83,7 @@ def conditional():
     return train("vp", overrides=("model.num_classes=8", "training.label_dropout=0.2"))
 
 
+@pytest.mark.slow
 def test_conditional_samples_match_their_component_and_not_the_next(conditional):
     means, covs = mixture().means, mixture().covs
     for k in (0, 3, 6):
@@ -90,6 +94,7 @@ def test_conditional_samples_match_their_component_and_not_the_next(conditional)
         assert float(sliced_wasserstein(jax.random.PRNGKey(20), x, other)) > 0.8, k
 
 
+@pytest.mark.slow
 def test_null_class_of_label_dropout_learns_the_mixture_score(conditional):
     for t, bound in ((0.5, 0.04), (1.0, 0.05)):
         assert float(relative_score_error(conditional.sde, conditional.score_fn(), t)) < bound, t
