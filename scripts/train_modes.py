@@ -112,11 +112,7 @@ def sample_mode(config, workdir: pathlib.Path) -> int:
 def train_guidance_classifier_mode(config, workdir: pathlib.Path) -> int:
     """Train the noise-conditional classifier of classifier guidance on the config's SDE and data
     into `<workdir>/guidance_classifier`; report its test accuracy at several noise levels."""
-    config = _require(config, "train_guidance_classifier")
-    try:
-        record = train_guidance_classifier(config, workdir)
-    except ValueError as error:
-        raise UsageError(str(error)) from error
+    record = train_guidance_classifier(_require(config, "train_guidance_classifier"), workdir)
     _report({"workdir": str(workdir.absolute()), **record})
     return 0
 

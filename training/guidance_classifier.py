@@ -22,6 +22,7 @@ from models.classifier import NoiseConditionalClassifier
 from samplers.guidance import ClassifierFn
 from training.checkpoint import Checkpointer
 from training.data import build_dataset, data_shape_of, iterate_batches
+from training.errors import UsageError
 from training.sharding import batch_sharding, make_mesh, shard_batch
 from training.state import TrainState, abstract_train_state, init_sharded_state
 from training.train_step import Objective, jit_train_steps, make_train_step
@@ -35,7 +36,7 @@ def build_classifier(config: ml_collections.ConfigDict) -> NoiseConditionalClass
     c = config.classifier
     num_classes = c.num_classes or config.model.num_classes
     if num_classes < 2:
-        raise ValueError("the guidance classifier needs classifier.num_classes (or model.num_classes) >= 2, "
+        raise UsageError("the guidance classifier needs classifier.num_classes (or model.num_classes) >= 2, "
                          f"got {num_classes}")
     return NoiseConditionalClassifier(num_classes, nf=c.nf, hidden_dims=tuple(c.hidden_dims))
 
