@@ -5,11 +5,13 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow  # several compiled sweeps; the checks below import the script by default
 def test_benchmark_writes_error_against_nfe_with_the_monte_carlo_floor(tmp_path):
     cmd = [sys.executable, "-m", "scripts.benchmark_samplers", "--sdes=vpsde", "--nfe=3,12",
            "--samplers=dpm_solver_2m,ode_tsit5", "--ode_tolerances=1e-2", "--num_samples=400",
