@@ -7,7 +7,8 @@ Public API:
   and with `num_classes > 0` (ncsnpp, ddpm, mlp) also a class label (index num_classes = null).
 - `build_model(config)`, `init_params(rng, model, input_shape)`, `count_params(config)`,
   `input_shape_of(config)`, `num_label_classes(model)`.
-- `get_score_fn(sde, model, params, *, train, continuous, dropout_rng=None, precond=None, labels=None)`,
+- `get_score_fn(sde, model, params, *, train, continuous, dropout_rng=None, precond=None, labels=None)`
+  -> a `jax.tree_util.Partial` (weights and labels traced by the samplers; `samplers.common`),
   `noise_labels(sde, t, continuous)`, `network_noise_labels(model, labels)`,
   `get_model_fn(model, params, *, train, dropout_rng=None, labels=None)`.
 - EDM preconditioning: `build_precond(name, ...)`, `get_denoiser_fn(model, params, precond, ...)`.

@@ -15,9 +15,12 @@ preconditioned networks get the preconditioning's c_noise instead (`models.preco
 """
 from __future__ import annotations
 
+import dataclasses
+
 import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
+from jax.tree_util import Partial
 
 import sde_lib
 from models.apply import get_model_fn
@@ -52,15 +55,51 @@ def _divide_by_std(out: Array, std: Array) -> Array:
     return out / batch_broadcast(std.astype(out.dtype), out)
 
 
+@dataclasses.dataclass(frozen=True)
+class NetworkScore:
+    """The static part of a network's score: `(params, dropout_rng, shared_labels, x, t, labels=None)
+    -> score [B, ...]`, hashable (the network, SDE and conventions), so that a
+    `Partial(NetworkScore(...), params, ...)` keeps the weights and labels traced (`samplers.common`)."""
+
+    sde: SDE
+    model: nn.Module
+    train: bool
+    continuous: bool
+    precond: sde_lib.Preconditioning | None = None
+
+    def __call__(self, params, dropout_rng, shared_labels, x: Array, t: Array, labels: Array | None = None) -> Array:
+        labels = shared_labels if labels is None else labels
+        return _closure_score_fn(self.sde, self.model, params, train=self.train, continuous=self.continuous,
+                                 dropout_rng=dropout_rng, precond=self.precond, labels=labels)(x, t)
+
+
 def get_score_fn(sde: SDE, model: nn.Module, params, *, train: bool, continuous: bool,
-                 dropout_rng: Array | None = None,
-                 precond: sde_lib.Preconditioning | None = None, labels: Array | None = None) -> ScoreFn:
+                 dropout_rng: Array | None = None, precond: sde_lib.Preconditioning | None = None,
+                 labels: Array | None = None) -> Partial:
     """`score_fn(x: [B, ...], t: [B]) -> [B, ...]` of a network under the reference conventions.
 
     With `precond` (EDM-style preconditioning) the network is a raw backbone of a denoiser and
-    the score comes from `sde_lib.score_from_denoiser`, for any SDE. `labels` (`[B]` ints or a
-    scalar) condition a class-conditional network; None gives its null class (unconditional).
+    the score comes from `sde_lib.score_from_denoiser`, for any SDE. `labels` (class labels of a
+    class-conditional network: `[B]`, one per example, or a scalar for the batch) condition it;
+None gives its null class (unconditional).
+
+    Returns a `jax.tree_util.Partial` of `NetworkScore`: the parameters (and a scalar label) are its
+    positional arrays, shared by the batch, `[B]` labels its per-example keyword; every sampler takes
+    them as traced inputs, so new weights of the same shapes do not recompile (`samplers.common`).
     """
+    # built once now (no network call) so that a bad convention fails here, not inside a sampler's trace
+    _closure_score_fn(sde, model, params, train=train, continuous=continuous, dropout_rng=dropout_rng,
+                      precond=precond, labels=labels)
+    static = NetworkScore(sde, model, train, continuous, precond)
+    if labels is not None and jnp.ndim(labels) > 0:
+        return Partial(static, params, dropout_rng, None, labels=labels)
+    return Partial(static, params, dropout_rng, labels)
+
+
+def _closure_score_fn(sde: SDE, model: nn.Module, params, *, train: bool, continuous: bool,
+                      dropout_rng: Array | None = None, precond: sde_lib.Preconditioning | None = None,
+                      labels: Array | None = None) -> ScoreFn:
+    """`get_score_fn` as a closure over `params` (built inside the traced `NetworkScore`)."""
     if precond is not None:
         denoiser = get_denoiser_fn(model, params, precond, train=train, dropout_rng=dropout_rng, labels=labels)
         return sde_lib.score_from_denoiser(sde, denoiser)

@@ -21,9 +21,11 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from samplers import common
+from samplers.common import initial_state
 from samplers.correctors import Corrector
-from samplers.pc import initial_state, static_score_fn
 from samplers.registry import SAMPLERS
 from sde_lib.base import SDE, Array, ScoreFn, batch_broadcast
 from sde_lib.parametrization import data_from_score
@@ -85,21 +87,39 @@ class AnnealedLangevinSampler:
         return self.scales * self.n_steps_each + int(self.denoise)
 
     def __call__(self, rng: Array, score_fn: ScoreFn, shape: tuple[int, ...], x_init: Array | None = None,
-                 t_init: Array | float | None = None) -> tuple[Array, int]:
+                 t_init: Array | float | None = None, *, indices: Array | None = None) -> tuple[Array, int]:
         """Samples `[*shape]` from `x_init` at `t_init` (default: the prior at T), and the nfe."""
-        return _ald_sample(self, static_score_fn(score_fn), tuple(shape), rng, x_init, t_init), self.nfe
+        t_start = common.host_start_time(t_init, self.sde.T)
+        times = None if t_start is None else common.cast(self._host_times(t_start), x_init)
+        return common.run_sampler(_ald_body, self, rng, score_fn, shape, x_init, t_init, indices,
+                                  shared=times), self.nfe
+
+    def _times(self, t_start, xp=jnp, sde_fn=lambda f, v: f(v)):
+        """The levels' times `[num_scales]`: geometric noise levels from sigma(t_start) to sigma(eps)."""
+        sde = self.sde
+        t_start = xp.asarray(t_start)
+        t_last = xp.asarray(self.eps, t_start.dtype)
+        sigmas = xp.geomspace(sde_fn(sde.sigma, t_start), sde_fn(sde.sigma, t_last), self.scales)
+        ts = xp.clip(sde_fn(sde.t_of_sigma, sigmas), 0.0, sde.T).astype(t_start.dtype)
+        return xp.concatenate([t_start[None], ts[1:-1], t_last[None]])[-self.scales:]
+
+    @functools.lru_cache(maxsize=64)  # noqa: B019  (frozen, hashable dataclass: the cache is per setting)
+    def _host_times(self, t_start: float) -> np.ndarray:
+        times = self._times(np.float64(t_start), np, common.host_float64)
+        times.flags.writeable = False
+        return times
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _ald_sample(sampler: AnnealedLangevinSampler, score_fn: ScoreFn, shape, rng, x_init, t_init):
+def _ald_body(static, rng, score_fn, start, times):
+    sampler, example_shape, _, _ = static
     sde = sampler.sde
+    x_init, t_init = start
     prior_key, chain_key = jax.random.split(rng)
-    x, t_start = initial_state(sde, prior_key, shape, x_init, t_init, score_fn)
+    x, t_start = initial_state(sde, prior_key, (1, *example_shape), x_init,
+                               None if t_init is None else t_init[0], score_fn)
+    ts = sampler._times(t_start, jnp) if times is None else times
     t_last = jnp.asarray(sampler.eps, x.dtype)
     sigma_last = sde.sigma(t_last)
-    sigmas = jnp.geomspace(sde.sigma(t_start), sigma_last, sampler.scales)
-    ts = jnp.clip(sde.t_of_sigma(sigmas), 0.0, sde.T).astype(x.dtype)
-    ts = ts.at[0].set(t_start).at[-1].set(t_last)
 
     def sigma_space_score(x_hat, t):
         alpha = batch_broadcast(sde.alpha(t).astype(x_hat.dtype), x_hat)

@@ -14,6 +14,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from samplers.common import batch_mean
 from samplers.registry import CORRECTORS
 from sde_lib.base import SDE, Array, ScoreFn, batch_broadcast
 
@@ -73,11 +74,12 @@ class LangevinCorrector(Corrector):
 
     As in the reference, the norms are averaged over the batch, so one step size serves the
     whole batch (a per-example ratio would correlate each step with its own noise in low
-    dimensions). The mean is a cross-device reduction when the batch is sharded.
+    dimensions). The mean is a cross-device reduction when the batch is sharded; with it, a sample
+    depends on the rest of its batch (`samplers.common`).
     """
 
     def step_size(self, t, score, noise):
-        ratio = jnp.mean(_norms(noise)) / jnp.mean(_norms(score))
+        ratio = batch_mean(_norms(noise)) / batch_mean(_norms(score))
         alpha = self.sde.discrete_alpha(t).astype(score.dtype)
         return 2.0 * alpha * (self.snr * ratio) ** 2
 

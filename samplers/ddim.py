@@ -17,13 +17,13 @@ import jax
 import jax.numpy as jnp
 
 from samplers.registry import SAMPLERS
-from samplers.sigma_schedule import check_schedule, check_sigma_range, sigma_space_setup
-from sde_lib.base import SDE, Array, ScoreFn, batch_broadcast
+from samplers.sigma_solver import SigmaSpaceSolver
+from sde_lib.base import SDE, batch_broadcast
 
 
 @SAMPLERS.register("ddim")
 @dataclasses.dataclass(frozen=True)
-class DDIMSampler:
+class DDIMSampler(SigmaSpaceSolver):
     """DDIM with `num_steps` score evaluations; the last step goes to sigma = 0 (output = D).
 
     Attributes:
@@ -43,23 +43,11 @@ class DDIMSampler:
     eps: float = 1e-3
     sigma_data: float = 0.5
 
-    def __post_init__(self):
-        check_schedule(self.schedule, self.num_steps, self.rho, self.sigma_min, self.sigma_max)
-        check_sigma_range(self.sde, self.sigma_min, self.sigma_max)
+    def check(self):
         if not self.eta >= 0:
             raise ValueError(f"eta must be non-negative, got {self.eta}")
 
-    @property
-    def nfe(self) -> int:
-        return self.num_steps
-
-    def __call__(self, rng: Array, score_fn: ScoreFn, shape: tuple[int, ...], x_init: Array | None = None,
-                 t_init: Array | float | None = None) -> tuple[Array, int]:
-        """Samples `[*shape]` (x space) and the number of score evaluations per example."""
-        init_key, noise_key = jax.random.split(rng)
-        x, sigmas, denoiser = sigma_space_setup(self, init_key, score_fn, shape, x_init, t_init,
-                                                self.num_steps, 1)
-
+    def solve(self, key, x, sigmas, coefficients, denoiser):
         def step(x, inputs):
             sigma, sigma_next, key = inputs
             denoised = denoiser(x, sigma)
@@ -68,8 +56,7 @@ class DDIMSampler:
             x = denoised + batch_broadcast(sigma_down / sigma, x) * (x - denoised)
             if self.eta > 0:
                 x = x + batch_broadcast(c, x) * jax.random.normal(key, x.shape, x.dtype)
-            return x, None
+            return x, x
 
-        keys = jax.random.split(noise_key, self.num_steps)
-        x, _ = jax.lax.scan(step, x, (sigmas[:-1], sigmas[1:], keys))
-        return x, self.nfe
+        keys = jax.random.split(key, self.num_steps)
+        return jax.lax.scan(step, x, (sigmas[:-1], sigmas[1:], keys))

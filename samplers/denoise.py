@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
+from samplers.common import check_score_shape, per_example
 from samplers.registry import SAMPLERS
 from sde_lib.base import SDE, Array, ScoreFn, batch_broadcast
 from sde_lib.parametrization import data_from_score
@@ -44,7 +45,7 @@ class Sampler(Protocol):
     sde: SDE
 
     def __call__(self, rng: Array, score_fn: ScoreFn, shape: tuple[int, ...], x_init: Array | None = None,
-                 t_init: Array | float | None = None) -> tuple[Array, int]: ...
+                 t_init: Array | float | None = None, *, indices: Array | None = None) -> tuple[Array, int]: ...
 
 
 def resolve_sampler(sampler: Sampler | str, sde: SDE | None = None, **kwargs) -> Sampler:
@@ -145,16 +146,24 @@ def estimate_noise_level(y: Array, axis: int = 1) -> Array:
 def tweedie_denoise(sde: SDE, score_fn: ScoreFn, y: Array, sigma: Array | float) -> Array:
     """Posterior mean E[x | y] of y = x + sigma n in one score evaluation (Tweedie's formula).
 
-    `y: [B, ...]`; `sigma` a scalar or `[B]` (per-example noise levels). Returns `[B, ...]`.
+    `y: [B, ...]`; `sigma` a scalar or `[B]` (per-example noise levels). Returns `[B, ...]`. Jitted
+    through `samplers.common.per_example` (a `Partial` score's arrays are traced).
     """
+    y = jnp.asarray(y)
     sigma = jnp.broadcast_to(jnp.asarray(sigma, y.dtype), (y.shape[0],))
     t = noise_time(sde, sigma).astype(y.dtype)
+    return per_example(_tweedie_body, sde, jax.random.key(0), score_fn, (y, t), batch=y.shape[0])
+
+
+def _tweedie_body(sde: SDE, _, score_fn, batched, __):
+    y, t = batched
+    check_score_shape(score_fn, y)
     x_t = batch_broadcast(sde.alpha(t).astype(y.dtype), y) * y
     return data_from_score(sde, score_fn)(x_t, t)
 
 
 def posterior_denoise(rng: Array, sampler: Sampler, score_fn: ScoreFn, y: Array,
-                      sigma: Array | float) -> tuple[Array, int]:
+                      sigma: Array | float, *, indices: Array | None = None) -> tuple[Array, int]:
     """A sample of p(x | y) per example: the reverse process from x_{t*} = alpha(t*) y at t* = t(sigma).
 
     `y: [B, ...]`, `sigma` a scalar (one start time for the batch). Returns the sampler's
@@ -168,4 +177,4 @@ def posterior_denoise(rng: Array, sampler: Sampler, score_fn: ScoreFn, y: Array,
     sde = sampler.sde
     t = noise_time(sde, sigma).astype(y.dtype)
     x_init = sde.alpha(t).astype(y.dtype) * y
-    return sampler(rng, score_fn, y.shape, x_init=x_init, t_init=t)
+    return sampler(rng, score_fn, y.shape, x_init=x_init, t_init=t, indices=indices)

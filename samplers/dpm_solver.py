@@ -19,15 +19,15 @@ import jax
 import jax.numpy as jnp
 
 from samplers.registry import SAMPLERS
-from samplers.sigma_schedule import check_schedule, check_sigma_range, sigma_space_setup
-from sde_lib.base import SDE, Array, ScoreFn, batch_broadcast
+from samplers.sigma_solver import SigmaSpaceSolver
+from sde_lib.base import SDE, Array, batch_broadcast
 
 ORDERS = (1, 2, 3)
 """The multistep orders implemented (`multistep_weights`)."""
 
 
-def multistep_weights(h: Array, h1: Array, h2: Array, order: Array, c: float = 1.0, taylor_second: bool = False
-                      ) -> tuple[Array, Array, Array]:
+def multistep_weights(h: Array, h1: Array, h2: Array, order: Array, c: float = 1.0, taylor_second: bool = False,
+                      xp=jnp) -> tuple[Array, Array, Array]:
     """Weights (w0, w1, w2) of D_i, D_{i-1}, D_{i-2} in one exponential-integrator step, each `[B]`.
 
     `h` is this step's lambda increment, `h1` and `h2` the previous two; `order` (per step, 1, 2 or
@@ -37,9 +37,10 @@ def multistep_weights(h: Array, h1: Array, h2: Array, order: Array, c: float = 1
     Order 2 is Lu et al. (2022), Algorithm 2 (D_i + (D_i - D_{i-1}) h / (2 h1) times 1 - e^-h), or
     with `taylor_second` the exact integral of the line through (lambda_{i-1}, lambda_i).
     Order 3 integrates the quadratic through (lambda_{i-2}, lambda_{i-1}, lambda_i) exactly.
+    `xp`: numpy for float64 coefficients on the host, jnp on device.
     """
-    a = -jnp.expm1(-c * h)  # int_0^h c e^{-c (h - u)} du
-    zero = jnp.zeros_like(h)
+    a = -xp.expm1(-c * h)  # int_0^h c e^{-c (h - u)} du
+    zero = xp.zeros_like(h)
     # Newton form D(u) = D_i + f1 u + f3 u (u + h1), u = lambda - lambda_i (so u_{i-1} = -h1).
     b_coef = h - a / c  # int of the kernel times u
     c_coef = h**2 - 2.0 * h / c + 2.0 * a / c**2  # int of the kernel times u^2
@@ -54,22 +55,22 @@ def multistep_weights(h: Array, h1: Array, h2: Array, order: Array, c: float = 1
     w3rd = (a + b_coef * f1[0] + quad * f3[0], b_coef * f1[1] + quad * f3[1], quad * f3[2])
     first = (a, zero, zero)
     return tuple(
-        jnp.where(order == 1, w1st, jnp.where(order == 2, w2, w3))
+        xp.where(order == 1, w1st, xp.where(order == 2, w2, w3))
         for w1st, w2, w3 in zip(first, w2nd, w3rd, strict=True)
     )
 
 
-def lambda_increments(levels: Array) -> tuple[Array, Array, Array]:
+def lambda_increments(levels: Array, xp=jnp) -> tuple[Array, Array, Array]:
     """For positive levels `[n, B]`: each step's h = lambda' - lambda and the previous two (1 where
-    there is none yet), each `[n - 1, B]`, with lambda = -log sigma."""
-    h = jnp.log(levels[:-1]) - jnp.log(levels[1:])
-    pad = jnp.ones_like(h[:2])
-    return h, jnp.concatenate([pad[:1], h[:-1]], axis=0), jnp.concatenate([pad, h[:-2]], axis=0)
+    there is none yet), each `[n - 1, B]`, with lambda = -log sigma. `xp`: numpy on the host, jnp on device."""
+    h = xp.log(levels[:-1]) - xp.log(levels[1:])
+    pad = xp.ones_like(h[:2])
+    return h, xp.concatenate([pad[:1], h[:-1]], axis=0), xp.concatenate([pad, h[:-2]], axis=0)
 
 
 @SAMPLERS.register("dpm_solver")
 @dataclasses.dataclass(frozen=True)
-class DPMSolverPPSampler:
+class DPMSolverPPSampler(SigmaSpaceSolver):
     """DPM-Solver++(1/2/3M): `num_steps` score evaluations, multistep of the given `order`.
 
     The first steps use lower orders while the history fills; the last step, to sigma = 0
@@ -92,30 +93,24 @@ class DPMSolverPPSampler:
     eps: float = 1e-3
     sigma_data: float = 0.5
 
-    def __post_init__(self):
-        check_schedule(self.schedule, self.num_steps, self.rho, self.sigma_min, self.sigma_max)
-        check_sigma_range(self.sde, self.sigma_min, self.sigma_max)
+    def check(self):
         if self.order not in ORDERS:
             raise ValueError(f"order must be 1, 2 or 3, got {self.order}")
 
     @property
-    def nfe(self) -> int:
-        return self.num_steps
+    def rule_order(self) -> int:
+        return self.order
 
-    def __call__(self, rng: Array, score_fn: ScoreFn, shape: tuple[int, ...], x_init: Array | None = None,
-                 t_init: Array | float | None = None) -> tuple[Array, int]:
-        """Samples `[*shape]` (x space) and the number of score evaluations per example."""
-        # Split like the stochastic solvers so that all share the start for one key.
-        init_key, _ = jax.random.split(rng)
-        x, sigmas, denoiser = sigma_space_setup(self, init_key, score_fn, shape, x_init, t_init,
-                                                self.num_steps, self.order)
-
-        # Steps 0..n-2 between positive levels; lambda increments h and the previous two.
+    def coefficients(self, sigmas: Array, xp=jnp) -> tuple[Array, ...]:
+        """`(ratio, w0, w1, w2)` of the steps 0..n-2 between the positive levels sigmas[:-1], each
+        `[n - 1, B]`, from the noise levels `sigmas: [n + 1, B]`."""
         levels = sigmas[:-1]
-        h, h1, h2 = lambda_increments(levels)
-        step_index = jnp.arange(h.shape[0])
-        order = jnp.minimum(step_index + 1, self.order)[:, None]
-        weights = multistep_weights(h, h1, h2, order)
+        h, h1, h2 = lambda_increments(levels, xp)
+        order = xp.minimum(xp.arange(h.shape[0]) + 1, self.order)[:, None]
+        return (levels[1:] / levels[:-1], *multistep_weights(h, h1, h2, order, xp=xp))
+
+    def solve(self, key, x, sigmas, coefficients, denoiser):
+        levels = sigmas[:-1]
 
         def step(carry, inputs):
             x, prev, prev2 = carry
@@ -123,9 +118,9 @@ class DPMSolverPPSampler:
             denoised = denoiser(x, sigma)
             x = (batch_broadcast(ratio, x) * x + batch_broadcast(w0, x) * denoised
                  + batch_broadcast(w1, x) * prev + batch_broadcast(w2, x) * prev2)
-            return (x, denoised, prev), None
+            return (x, denoised, prev), x
 
         history = jnp.zeros_like(x)
-        ratio = levels[1:] / levels[:-1]
-        (x, _, _), _ = jax.lax.scan(step, (x, history, history), (levels[:-1], ratio, *weights))
-        return denoiser(x, levels[-1]), self.nfe
+        (x, _, _), states = jax.lax.scan(step, (x, history, history), (levels[:-1], *coefficients))
+        x = denoiser(x, levels[-1])
+        return x, jnp.concatenate([states, x[None]])

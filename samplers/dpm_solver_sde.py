@@ -19,13 +19,13 @@ import jax.numpy as jnp
 
 from samplers.dpm_solver import lambda_increments, multistep_weights
 from samplers.registry import SAMPLERS
-from samplers.sigma_schedule import check_schedule, check_sigma_range, sigma_space_setup
-from sde_lib.base import SDE, Array, ScoreFn, batch_broadcast
+from samplers.sigma_solver import SigmaSpaceSolver
+from sde_lib.base import SDE, Array, batch_broadcast
 
 
 @SAMPLERS.register("dpm_solver_sde")
 @dataclasses.dataclass(frozen=True)
-class DPMSolverSDESampler:
+class DPMSolverSDESampler(SigmaSpaceSolver):
     """DPM-Solver++(2M / 3M) SDE: `num_steps` score evaluations, fresh noise on every step but the last.
 
     The first steps use lower orders while the history fills; the last step, to sigma = 0, returns
@@ -53,30 +53,29 @@ class DPMSolverSDESampler:
     eps: float = 1e-3
     sigma_data: float = 0.5
 
-    def __post_init__(self):
-        check_schedule(self.schedule, self.num_steps, self.rho, self.sigma_min, self.sigma_max)
-        check_sigma_range(self.sde, self.sigma_min, self.sigma_max)
+    def check(self):
         if self.order not in (1, 2, 3):
             raise ValueError(f"order must be 1, 2 or 3, got {self.order}")
         if not self.eta >= 0 or not self.s_noise >= 0:
             raise ValueError(f"eta and s_noise must be non-negative, got eta={self.eta}, s_noise={self.s_noise}")
 
     @property
-    def nfe(self) -> int:
-        return self.num_steps
+    def rule_order(self) -> int:
+        return self.order
 
-    def __call__(self, rng: Array, score_fn: ScoreFn, shape: tuple[int, ...], x_init: Array | None = None,
-                 t_init: Array | float | None = None) -> tuple[Array, int]:
-        """Samples `[*shape]` (x space) and the number of score evaluations per example."""
-        init_key, noise_key = jax.random.split(rng)
-        x, sigmas, denoiser = sigma_space_setup(self, init_key, score_fn, shape, x_init, t_init,
-                                                self.num_steps, self.order)
+    def coefficients(self, sigmas: Array, xp=jnp) -> tuple[Array, ...]:
+        """`(decay, noise std, w0, w1, w2)` of the steps between the positive levels sigmas[:-1], each
+        `[n - 1, B]`: x' = decay x + sum_j w_j D_{i-j} + std z."""
         levels = sigmas[:-1]
-        h, h1, h2 = lambda_increments(levels)
-        order = jnp.minimum(jnp.arange(h.shape[0]) + 1, self.order)[:, None]
-        weights = multistep_weights(h, h1, h2, order, c=1.0 + self.eta, taylor_second=True)
-        decay = jnp.exp(-(1.0 + self.eta) * h)
-        noise_std = self.s_noise * levels[1:] * jnp.sqrt(-jnp.expm1(-2.0 * self.eta * h))
+        h, h1, h2 = lambda_increments(levels, xp)
+        order = xp.minimum(xp.arange(h.shape[0]) + 1, self.order)[:, None]
+        weights = multistep_weights(h, h1, h2, order, c=1.0 + self.eta, taylor_second=True, xp=xp)
+        decay = xp.exp(-(1.0 + self.eta) * h)
+        noise_std = self.s_noise * levels[1:] * xp.sqrt(-xp.expm1(-2.0 * self.eta * h))
+        return (decay, noise_std, *weights)
+
+    def solve(self, key, x, sigmas, coefficients, denoiser):
+        levels = sigmas[:-1]
 
         def step(carry, inputs):
             x, prev, prev2 = carry
@@ -85,10 +84,10 @@ class DPMSolverSDESampler:
             x = (batch_broadcast(decay, x) * x + batch_broadcast(w0, x) * denoised
                  + batch_broadcast(w1, x) * prev + batch_broadcast(w2, x) * prev2)
             x = x + batch_broadcast(std, x) * jax.random.normal(key, x.shape, x.dtype)
-            return (x, denoised, prev), None
+            return (x, denoised, prev), x
 
         history = jnp.zeros_like(x)
-        keys = jax.random.split(noise_key, h.shape[0])
-        (x, _, _), _ = jax.lax.scan(step, (x, history, history),
-                                    (levels[:-1], decay, noise_std, *weights, keys))
-        return denoiser(x, levels[-1]), self.nfe
+        keys = jax.random.split(key, levels.shape[0] - 1)
+        (x, _, _), states = jax.lax.scan(step, (x, history, history), (levels[:-1], *coefficients, keys))
+        x = denoiser(x, levels[-1])
+        return x, jnp.concatenate([states, x[None]])

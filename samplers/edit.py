@@ -19,9 +19,13 @@ target the marginal p_t and forget the input, so such samplers are refused
 """
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
+from jax.tree_util import Partial
 
+from samplers.common import as_score_fn, example_normal
 from samplers.denoise import Sampler, check_posterior_sampler
 from sde_lib.base import SDE, Array, ScoreFn, batch_broadcast
 
@@ -30,16 +34,23 @@ def masked_score_fn(sde: SDE, score_fn: ScoreFn, x_known: Array, mask: Array) ->
     """`score_fn` on the unknown region, the score of the point mass at `x_known` on the known one.
 
     `x_known: [B, ...]`, `mask` broadcastable to it (1 = known). The known part is
-    grad log N(x; alpha(t) x_known, s(t)^2 I) = (alpha(t) x_known - x) / s(t)^2.
+    grad log N(x; alpha(t) x_known, s(t)^2 I) = (alpha(t) x_known - x) / s(t)^2. A `Partial` with
+    `x_known` and the mask as per-example arrays (`samplers.common`).
     """
+    x_known = jnp.asarray(x_known)
+    mask = jnp.broadcast_to(jnp.asarray(mask, x_known.dtype), x_known.shape)
+    return Partial(_MaskedScore(sde), as_score_fn(score_fn), x_known=x_known, mask=mask)
 
-    def score(x: Array, t: Array) -> Array:
-        alpha = batch_broadcast(sde.alpha(t).astype(x.dtype), x)
-        std = batch_broadcast(sde.marginal_std(t).astype(x.dtype), x)
+
+@dataclasses.dataclass(frozen=True)
+class _MaskedScore:
+    sde: SDE
+
+    def __call__(self, score_fn, x: Array, t: Array, x_known: Array, mask: Array) -> Array:
+        alpha = batch_broadcast(self.sde.alpha(t).astype(x.dtype), x)
+        std = batch_broadcast(self.sde.marginal_std(t).astype(x.dtype), x)
         pinned = (alpha * x_known - x) / std**2
         return jnp.where(mask > 0.5, pinned, score_fn(x, t))
-
-    return score
 
 
 def edit_time(sde: SDE, strength: float, eps: float) -> float:
@@ -50,11 +61,13 @@ def edit_time(sde: SDE, strength: float, eps: float) -> float:
 
 
 def sdedit(rng: Array, sampler: Sampler, score_fn: ScoreFn, x: Array, strength: float,
-           mask: Array | None = None, eps: float | None = None) -> tuple[Array, int]:
+           mask: Array | None = None, eps: float | None = None, *, indices: Array | None = None
+           ) -> tuple[Array, int]:
     """Edit `x: [B, ...]`: perturb to t0 = max(strength T, eps), then run `sampler` back from t0.
 
     `mask` (optional) broadcastable to `x`, 1 where the input is kept. `eps` defaults to the
-    sampler's own end time (`sampler.eps`, else 1e-3). Returns `(edited [B, ...], nfe)`.
+    sampler's own end time (`sampler.eps`, else 1e-3). Returns `(edited [B, ...], nfe)`; edit i uses
+    only the keys of `indices[i]` (default i; `samplers.common`).
     Raises ValueError for a sampler with a Langevin corrector or churn.
     """
     check_posterior_sampler(sampler, "SDEdit")
@@ -64,10 +77,10 @@ def sdedit(rng: Array, sampler: Sampler, score_fn: ScoreFn, x: Array, strength: 
     noise_key, sample_key = jax.random.split(rng)
     t = jnp.full((x.shape[0],), t0, x.dtype)
     mean, std = sde.marginal_prob(x, t)
-    x_init = mean + batch_broadcast(std, x) * jax.random.normal(noise_key, x.shape, x.dtype)
+    x_init = mean + batch_broadcast(std, x) * example_normal(noise_key, indices, x.shape, x.dtype)
     if mask is None:
-        return sampler(sample_key, score_fn, x.shape, x_init=x_init, t_init=t0)
+        return sampler(sample_key, score_fn, x.shape, x_init=x_init, t_init=t0, indices=indices)
     mask = jnp.broadcast_to(jnp.asarray(mask, x.dtype), x.shape)
     guided = masked_score_fn(sde, score_fn, x, mask)
-    samples, nfe = sampler(sample_key, guided, x.shape, x_init=x_init, t_init=t0)
+    samples, nfe = sampler(sample_key, guided, x.shape, x_init=x_init, t_init=t0, indices=indices)
     return jnp.where(mask > 0.5, x, samples), nfe

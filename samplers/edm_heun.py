@@ -11,13 +11,13 @@ import jax
 import jax.numpy as jnp
 
 from samplers.registry import SAMPLERS
-from samplers.sigma_schedule import check_schedule, check_sigma_range, sigma_space_setup
-from sde_lib.base import SDE, Array, ScoreFn, batch_broadcast
+from samplers.sigma_solver import SigmaSpaceSolver
+from sde_lib.base import SDE, batch_broadcast
 
 
 @SAMPLERS.register("edm_heun")
 @dataclasses.dataclass(frozen=True)
-class EDMHeunSampler:
+class EDMHeunSampler(SigmaSpaceSolver):
     """Heun steps between rho-spaced noise levels (eq. 5), Euler on the last step to sigma = 0.
 
     Works for every SDE through its sigma-space view x_t = alpha(t) (x_0 + sigma(t) z): the score is
@@ -49,9 +49,7 @@ class EDMHeunSampler:
     S_noise: float = 1.0
     schedule: str = "karras"
 
-    def __post_init__(self):
-        check_schedule(self.schedule, self.num_steps, self.rho, self.sigma_min, self.sigma_max)
-        check_sigma_range(self.sde, self.sigma_min, self.sigma_max)
+    def check(self):
         if self.S_churn < 0:
             raise ValueError(f"S_churn must be non-negative, got {self.S_churn}")
 
@@ -59,12 +57,11 @@ class EDMHeunSampler:
     def nfe(self) -> int:
         return 2 * self.num_steps - 1
 
-    def __call__(self, rng: Array, score_fn: ScoreFn, shape: tuple[int, ...], x_init: Array | None = None,
-                 t_init: Array | float | None = None) -> tuple[Array, int]:
-        """Samples `[*shape]` (x space) and the number of score evaluations per example."""
-        init_key, churn_key = jax.random.split(rng)
-        x, sigmas, denoiser = sigma_space_setup(self, init_key, score_fn, shape, x_init, t_init,
-                                                self.num_steps, 2)
+    @property
+    def rule_order(self) -> int:
+        return 2
+
+    def solve(self, key, x, sigmas, coefficients, denoiser):
         gamma_max = min(self.S_churn / self.num_steps, math.sqrt(2.0) - 1.0)
 
         def churn(x, sigma, key):
@@ -85,10 +82,12 @@ class EDMHeunSampler:
             step = batch_broadcast(sigma_next - sigma_hat, x)
             x_euler = x + step * slope
             slope_next = (x_euler - denoiser(x_euler, sigma_next)) / batch_broadcast(sigma_next, x)
-            return x + step * 0.5 * (slope + slope_next), None
+            x = x + step * 0.5 * (slope + slope_next)
+            return x, x
 
-        keys = jax.random.split(churn_key, self.num_steps)
-        x, _ = jax.lax.scan(heun_step, x, (sigmas[:-2], sigmas[1:-1], keys[:-1]))
+        keys = jax.random.split(key, self.num_steps)
+        x, states = jax.lax.scan(heun_step, x, (sigmas[:-2], sigmas[1:-1], keys[:-1]))
         # The Euler step from sigma_hat to 0 lands exactly on the denoiser output.
         x, sigma_hat = churn(x, sigmas[-2], keys[-1])
-        return denoiser(x, sigma_hat), self.nfe
+        x = denoiser(x, sigma_hat)
+        return x, jnp.concatenate([states, x[None]])

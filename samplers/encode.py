@@ -4,8 +4,8 @@ Song, Meng & Ermon 2021, "DDIM", sec. 5.3).
 
 The flow dx/dt = f(x, t) - g(t)^2 score(x, t) / 2 is a deterministic bijection between data at
 t = eps and latents at t = T, so decode(encode(x)) = x up to the solver tolerance. Both directions
-are one adaptive diffrax solve of the same ODE, jitted and batched; the batch is one state, so
-the step size control sees the whole batch (as in the 2021 code).
+are adaptive diffrax solves of the same ODE, jitted, one per example (`samplers.common.per_example`:
+each example has its own steps, so its code does not depend on the rest of the batch).
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from samplers import common
 from samplers.ode import ADAPTIVE, flow_drift, integrate
 from sde_lib.base import SDE, Array, ScoreFn
 
@@ -42,17 +43,30 @@ class FlowCodec:
         if not 0 < self.eps < self.sde.T:
             raise ValueError(f"eps must lie in (0, T={self.sde.T}), got {self.eps}")
 
-    def _solve(self, score_fn: ScoreFn, x: Array, t0: float, t1: float) -> tuple[Array, Array]:
-        return integrate(flow_drift(self.sde, score_fn), x, t0, t1, solver=self.solver, rtol=self.rtol,
-                         atol=self.atol, num_steps=None, max_steps=self.max_steps)
+    def _solve(self, score_fn: ScoreFn, x: Array, to_data: bool) -> tuple[Array, int]:
+        x = jnp.asarray(x)
+        out, nfe = common.per_example(_solve_body, (self, to_data), jax.random.key(0), score_fn, x,
+                                      batch=x.shape[0])
+        return out, common.python_nfe(jnp.max(nfe))
 
-    def encode(self, score_fn: ScoreFn, x: Array) -> tuple[Array, Array]:
-        """Latents `z: [B, ...]` at T of data `x: [B, ...]` at eps, and the score evaluations."""
-        return self._solve(score_fn, x, self.eps, self.sde.T)
+    def encode(self, score_fn: ScoreFn, x: Array) -> tuple[Array, int]:
+        """Latents `z: [B, ...]` at T of data `x: [B, ...]` at eps, and the score evaluations (the
+        largest over the batch)."""
+        return self._solve(score_fn, x, to_data=False)
 
-    def decode(self, score_fn: ScoreFn, z: Array) -> tuple[Array, Array]:
+    def decode(self, score_fn: ScoreFn, z: Array) -> tuple[Array, int]:
         """Data `[B, ...]` at eps of latents `z: [B, ...]` at T, and the score evaluations."""
-        return self._solve(score_fn, z, self.sde.T, self.eps)
+        return self._solve(score_fn, z, to_data=True)
+
+
+def _solve_body(static, _, score_fn, x, __):
+    codec, to_data = static
+    common.check_score_shape(score_fn, x)
+    t_data, t_noise = jnp.asarray(codec.eps, x.dtype), jnp.asarray(codec.sde.T, x.dtype)
+    t0, t1 = (t_noise, t_data) if to_data else (t_data, t_noise)
+    x, nfe = integrate(flow_drift(codec.sde, score_fn), x, t0, t1, solver=codec.solver, rtol=codec.rtol,
+                       atol=codec.atol, num_steps=None, max_steps=codec.max_steps)
+    return x, nfe[None]
 
 
 def slerp(z0: Array, z1: Array, weight: Array | float) -> Array:

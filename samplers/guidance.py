@@ -1,5 +1,7 @@
-"""Class-conditional sampling by guidance: both functions return a plain `score_fn(x, t)`, so every
-sampler of the `SAMPLERS` contract runs conditionally with no change.
+"""Class-conditional sampling by guidance: every function returns a `score_fn(x, t)`, so every
+sampler of the `SAMPLERS` contract runs conditionally with no change. They are `Partial`s holding the
+scores, the guidance weight and the labels as arrays (`[B]` labels per example), so a new weight,
+new labels or new network weights reuse the compiled sampler (`samplers.common`).
 
 - Classifier guidance (Song et al. 2021, sec. 5 / appendix I.4, eq. 14; Dhariwal & Nichol 2021,
   sec. 4): grad log p_t(x | y) = grad log p_t(x) + grad log p_t(y | x), the second term from a
@@ -15,7 +17,10 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.tree_util import Partial
 
+from samplers.common import as_score_fn, concrete
 from sde_lib.base import Array, ScoreFn
 
 ClassifierFn = Callable[[Array, Array], Array]
@@ -47,42 +52,54 @@ def classifier_log_prob_grad(classifier_logp_fn: ClassifierFn, x: Array, t: Arra
     return jax.grad(total)(x)
 
 
+def _label_parts(labels) -> tuple[tuple, dict]:
+    """`labels` as the Partial arguments: a scalar is shared by the batch, `[B]` is per example."""
+    labels = jnp.asarray(labels)
+    return ((None,), {"labels": labels}) if labels.ndim > 0 else ((labels,), {})
+
+
 def guided_score_fn(score_fn: ScoreFn, classifier_logp_fn: ClassifierFn, labels: Array,
                     scale: float = 1.0) -> ScoreFn:
     """score(x, t) + scale * grad_x log p_t(labels | x): classifier guidance.
 
     `labels`: an int or `[B]` ints. Costs one score evaluation and one classifier gradient per call.
     """
+    shared, per_example = _label_parts(labels)
+    return Partial(_guided, as_score_fn(score_fn), as_score_fn(classifier_logp_fn), scale, *shared, **per_example)
 
-    def score(x: Array, t: Array) -> Array:
-        grad = classifier_log_prob_grad(classifier_logp_fn, x, t, labels)
-        return score_fn(x, t) + jnp.asarray(scale, x.dtype) * grad.astype(x.dtype)
 
-    return score
+def _guided(score_fn, classifier_logp_fn, scale, shared_labels, x, t, labels=None):
+    labels = shared_labels if labels is None else labels
+    grad = classifier_log_prob_grad(classifier_logp_fn, x, t, labels)
+    return score_fn(x, t) + jnp.asarray(scale, x.dtype) * grad.astype(x.dtype)
 
 
 def cfg_score_fn(cond_score_fn: ScoreFn, uncond_score_fn: ScoreFn, guidance_weight: float) -> ScoreFn:
     """(1 + w) s_cond(x, t) - w s_uncond(x, t): classifier-free guidance with weight w >= 0.
 
-    w = 0 is the conditional score. Build the two scores from one conditional model with
-    `with_labels(model_score, labels)` and `with_labels(model_score, null_label)`.
+    w = 0 (a concrete one) is the conditional score. Build the two scores from one conditional model
+    with `with_labels(model_score, labels)` and `with_labels(model_score, null_label)`, or with
+    `models.get_score_fn(..., labels=...)`.
     """
-    if guidance_weight < 0:
+    host = concrete(guidance_weight)
+    if host is not None and np.any(host < 0):
         raise ValueError(f"guidance_weight must be >= 0, got {guidance_weight}")
+    if host is not None and np.all(host == 0):
+        return cond_score_fn
+    return Partial(_cfg, as_score_fn(cond_score_fn), as_score_fn(uncond_score_fn), guidance_weight)
 
-    def score(x: Array, t: Array) -> Array:
-        cond = cond_score_fn(x, t)
-        if guidance_weight == 0:
-            return cond
-        return (1.0 + guidance_weight) * cond - guidance_weight * uncond_score_fn(x, t)
 
-    return score
+def _cfg(cond_score_fn, uncond_score_fn, guidance_weight, x, t):
+    w = jnp.asarray(guidance_weight, x.dtype)
+    return (1.0 + w) * cond_score_fn(x, t) - w * uncond_score_fn(x, t)
 
 
 def with_labels(conditional_score_fn: ConditionalScoreFn, labels: Array) -> ScoreFn:
     """The `score_fn(x, t)` of a label-conditional model at fixed `labels` (an int or `[B]`)."""
+    shared, per_example = _label_parts(labels)
+    return Partial(_with_labels, as_score_fn(conditional_score_fn), *shared, **per_example)
 
-    def score(x: Array, t: Array) -> Array:
-        return conditional_score_fn(x, t, _batch_labels(labels, x.shape[0]))
 
-    return score
+def _with_labels(conditional_score_fn, shared_labels, x, t, labels=None):
+    labels = shared_labels if labels is None else labels
+    return conditional_score_fn(x, t, _batch_labels(labels, x.shape[0]))

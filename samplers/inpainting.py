@@ -31,13 +31,16 @@ sampler; it costs one Jacobian-vector product per known coordinate.
 """
 from __future__ import annotations
 
-import functools
+import dataclasses
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.tree_util import Partial
 
-from samplers.pc import PCSampler, initial_state, run_chain, static_score_fn
+from samplers import common
+from samplers.common import initial_state
+from samplers.pc import PCSampler, run_chain
 from sde_lib.base import SDE, Array, ScoreFn, batch_broadcast
 from sde_lib.parametrization import data_from_score
 
@@ -79,7 +82,7 @@ def _check(sampler: PCSampler, known: Array, mask: Array) -> Array:
 
 
 def linear_inpaint(rng: Array, score_fn: ScoreFn, known: Array, mask: Array, sampler: PCSampler,
-                   transform: Array | None = None) -> tuple[Array, int]:
+                   transform: Array | None = None, *, indices: Array | None = None) -> tuple[Array, int]:
     """Inpainting in the coordinates u = x M: the entries of u where `mask` is 1 are known.
 
     Args:
@@ -87,6 +90,7 @@ def linear_inpaint(rng: Array, score_fn: ScoreFn, known: Array, mask: Array, sam
       mask: broadcastable to `known`, 1 = known, 0 = to generate (binary).
       sampler: the PC chain (predictor, corrector, steps, denoise) to run.
       transform: orthogonal `M: [C, C]` acting on the last axis; None for M = I (plain inpainting).
+      indices: the examples' global indices for their keys (default `arange(B)`; `samplers.common`).
     Returns:
       `(samples [B, ..., C] in x-space, nfe)`, nfe = `sampler.nfe` score evaluations per example.
     """
@@ -96,14 +100,17 @@ def linear_inpaint(rng: Array, score_fn: ScoreFn, known: Array, mask: Array, sam
         transform = jnp.asarray(transform, known.dtype)
         if transform.shape != (known.shape[-1],) * 2:
             raise ValueError(f"transform must be [C, C] with C = {known.shape[-1]}, got {transform.shape}")
-    return _replacement_chain(sampler, static_score_fn(score_fn), rng, known, mask, transform), sampler.nfe
+    times = common.cast(np.linspace(sampler.sde.T, sampler.eps, sampler.steps), known)
+    samples = common.per_example(_replacement_chain, sampler, rng, score_fn, (known, mask), (transform, times),
+                                 batch=known.shape[0], indices=indices)
+    return samples, sampler.nfe
 
 
 INPAINT_METHODS = ("replacement", "moment_matched")
 
 
 def inpaint(rng: Array, score_fn: ScoreFn, known: Array, mask: Array, sampler, *,
-            method: str = "replacement") -> tuple[Array, int]:
+            method: str = "replacement", indices: Array | None = None) -> tuple[Array, int]:
     """Fill the entries of `known: [B, ...]` where `mask` (binary) is 0.
 
     `method="replacement"` (a `PCSampler`, `mask` broadcastable to `known`): the PC chain with the
@@ -111,22 +118,23 @@ def inpaint(rng: Array, score_fn: ScoreFn, known: Array, mask: Array, sampler, *
     `method="moment_matched"` (any sampler of the `SAMPLERS` contract, one concrete `mask` shaped like
     an example): the sampler run on `moment_matched_score_fn`, exact for Gaussian data; each of its
     score calls costs 1 + |known| network evaluations, which the returned nfe counts.
-    Returns `(samples [B, ...], nfe)`; samples equal `known` exactly where `mask` is 1.
+    Returns `(samples [B, ...], nfe)`; samples equal `known` exactly where `mask` is 1. `indices`:
+    the examples' global indices (`samplers.common`).
     """
     if method == "replacement":
-        return linear_inpaint(rng, score_fn, known, mask, sampler)
+        return linear_inpaint(rng, score_fn, known, mask, sampler, indices=indices)
     if method != "moment_matched":
         raise ValueError(f"unknown inpainting method {method!r}; known: {', '.join(INPAINT_METHODS)}")
     known = jnp.asarray(known)
     conditional = moment_matched_score_fn(sampler.sde, score_fn, known, mask)
-    samples, nfe = sampler(rng, conditional, known.shape)
+    samples, nfe = sampler(rng, conditional, known.shape, indices=indices)
     cost_per_call = 1 + int(np.count_nonzero(np.asarray(mask).reshape(-1) > 0.5))
     keep = jnp.broadcast_to(jnp.reshape(jnp.asarray(mask, known.dtype), (1,) + known.shape[1:]), known.shape)
     return jnp.where(keep > 0.5, known, samples), nfe * cost_per_call
 
 
 def colorize(rng: Array, score_fn: ScoreFn, gray: Array, sampler: PCSampler,
-             weights=LUMA_WEIGHTS) -> tuple[Array, int]:
+             weights=LUMA_WEIGHTS, *, indices: Array | None = None) -> tuple[Array, int]:
     """Colour images whose gray level `w . x` is `gray: [B, ..., 1]`; returns `([B, ..., C], nfe)`.
 
     The samples reproduce `gray` through `weights` (to float rounding of the orthogonal transform).
@@ -139,7 +147,7 @@ def colorize(rng: Array, score_fn: ScoreFn, gray: Array, sampler: PCSampler,
     known_u = jnp.concatenate(
         [gray / np.linalg.norm(weights), jnp.zeros(gray.shape[:-1] + (channels - 1,), gray.dtype)], axis=-1)
     mask = jnp.asarray(np.eye(channels)[0], gray.dtype)
-    return linear_inpaint(rng, score_fn, known_u, mask, sampler, transform=M)
+    return linear_inpaint(rng, score_fn, known_u, mask, sampler, transform=M, indices=indices)
 
 
 def moment_matched_score_fn(sde: SDE, score_fn: ScoreFn, known: Array, mask) -> ScoreFn:
@@ -154,11 +162,21 @@ def moment_matched_score_fn(sde: SDE, score_fn: ScoreFn, known: Array, mask) -> 
     flat_mask = np.asarray(mask).reshape(-1) > 0.5
     if flat_mask.size != int(np.prod(known.shape[1:])):
         raise ValueError(f"mask must be one mask shaped like an example {known.shape[1:]}, got {np.shape(mask)}")
-    idx = np.flatnonzero(flat_mask)
-    y_k = jnp.reshape(known, (known.shape[0], -1))[:, idx]
+    static = _MomentMatched(sde, tuple(int(i) for i in np.flatnonzero(flat_mask)))
+    return Partial(static, common.as_score_fn(score_fn), known=jnp.asarray(known))
 
-    def score(x: Array, t: Array) -> Array:
+
+@dataclasses.dataclass(frozen=True)
+class _MomentMatched:
+    """`moment_matched_score_fn`'s maths; the known indices are static, the known values per example."""
+
+    sde: SDE
+    idx: tuple[int, ...]
+
+    def __call__(self, score_fn: ScoreFn, x: Array, t: Array, known: Array) -> Array:
+        sde, idx = self.sde, np.asarray(self.idx, np.int64)
         batch, dims = x.shape[0], int(np.prod(x.shape[1:]))
+        y_k = jnp.reshape(known, (known.shape[0], -1))[:, idx]
         denoise = data_from_score(sde, score_fn)
 
         def flat_denoise(v):
@@ -176,11 +194,10 @@ def moment_matched_score_fn(sde: SDE, score_fn: ScoreFn, known: Array, mask) -> 
         prior = (alpha[:, None] * m - flat_x) / (std**2)[:, None]
         return jnp.reshape(prior + likelihood_grad, x.shape)
 
-    return score
 
-
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _replacement_chain(sampler: PCSampler, score_fn: ScoreFn, rng, known, mask, transform):
+def _replacement_chain(sampler: PCSampler, rng, score_fn, batched, shared):
+    known, mask = batched
+    transform, times = shared
     sde = sampler.sde
     prior_key, chain_key = jax.random.split(rng)
     x, t_start = initial_state(sde, prior_key, known.shape, None, None, score_fn)
@@ -198,5 +215,5 @@ def _replacement_chain(sampler: PCSampler, score_fn: ScoreFn, rng, known, mask, 
 
     chain_key, start_key = jax.random.split(chain_key)
     x = replace(start_key, x, t_start)
-    x = run_chain(sampler, score_fn, chain_key, x, t_start, project=replace)
+    x = run_chain(sampler, score_fn, chain_key, x, t_start, project=replace, times=times)
     return to_x(jnp.where(keep, known, to_u(x)))

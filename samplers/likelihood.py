@@ -6,9 +6,9 @@ so integrating forward from data at t = eps to T
 
     log p_eps(x) = log p_T(z) + int_eps^T div f~(x_t, t) dt,   z = x_T    (eq. 39)
 
-with the prior p_T ~ `sde.prior_logp`. The state (x, delta_logp) is solved in one adaptive diffrax
-solve for the whole batch. The divergence is exact (one Jacobian-vector product per dimension, for
-low dimensions) or Hutchinson's estimate E_v[v^T (d f~ / dx) v] (Hutchinson 1989; Grathwohl et
+with the prior p_T ~ `sde.prior_logp`. The state (x, delta_logp) is solved by adaptive diffrax
+steps per example (`samplers.common.per_example`: its own steps and probes, whatever the batch).
+The divergence is exact (one Jacobian-vector product per dimension, for low dimensions) or Hutchinson's estimate E_v[v^T (d f~ / dx) v] (Hutchinson 1989; Grathwohl et
 al. 2018) with `num_probes` Rademacher or Gaussian probes v drawn once per solve, so the
 integrand is a smooth function of t and the adaptive solver sees one ODE.
 
@@ -22,6 +22,7 @@ model's bits/dim.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import NamedTuple
 
@@ -29,6 +30,7 @@ import diffrax
 import jax
 import jax.numpy as jnp
 
+from samplers import common
 from samplers.ode import flow_drift, solve
 from sde_lib.base import SDE, Array, ScoreFn
 
@@ -43,10 +45,11 @@ class Likelihood(NamedTuple):
     logp: `[B]` log-density (nats) of x under the model at time eps.
     prior_logp: `[B]` the prior term log p_T(z).
     z: `[B, ...]` the latent at T.
-    nfe: evaluations of the augmented vector field (int32 scalar); each is one score evaluation
-      plus `num_probes` (Hutchinson) or D (exact) Jacobian-vector products through it.
-    solved: bool scalar, whether the (batch-wide) solve reached T; False when it stopped at
-      `max_steps` or on a step-size underflow, and then logp is not a likelihood (callers report it).
+    nfe: evaluations of the augmented vector field, the largest over the batch (a Python int; an int32
+      scalar under an enclosing jit); each is one score evaluation plus `num_probes` (Hutchinson) or
+      D (exact) Jacobian-vector products through it.
+    solved: `[B]` bool, whether example i's solve reached T; False when it stopped at `max_steps` or
+      on a step-size underflow, and then its logp is not a likelihood (callers report it).
     """
 
     logp: Array
@@ -86,21 +89,45 @@ def _directions(rng: Array, x: Array, divergence: str, probe: str, num_probes: i
     return v, 1.0 / num_probes
 
 
+@dataclasses.dataclass(frozen=True)
+class _Options:
+    sde: SDE
+    divergence: str
+    probe: str
+    num_probes: int
+    rtol: float
+    atol: float
+    eps: float
+    solver: str
+    max_steps: int
+
+
 def log_likelihood(rng: Array, sde: SDE, score_fn: ScoreFn, x: Array, *, divergence: str = "hutchinson",
                    probe: str = "rademacher", num_probes: int = 1, rtol: float = 1e-5, atol: float = 1e-5,
-                   eps: float = 1e-5, solver: str = "tsit5", max_steps: int = 4096) -> Likelihood:
+                   eps: float = 1e-5, solver: str = "tsit5", max_steps: int = 4096,
+                   indices: Array | None = None) -> Likelihood:
     """log p_eps(x) per example of `x: [B, ...]` under the probability flow of `sde` and `score_fn`.
 
     `rng` draws the Hutchinson probes (unused for `divergence="exact"`, which costs D
-    Jacobian-vector products per evaluation: for low dimensions). `solver` is "tsit5" or
-    "dopri5" with a PID step-size controller at `rtol` / `atol`. Jit-compatible with `sde`,
-    `score_fn` and the keyword options static. Assumes `score_fn` treats examples independently
-    (the Jacobian is block diagonal over the batch), as every score model here does. A solve that
-    does not reach T returns `solved=False` rather than raising.
+    Jacobian-vector products per evaluation: for low dimensions), example i's from
+    `fold_in(rng, indices[i])` (default `indices = arange(B)`). `solver` is "tsit5" or
+    "dopri5" with a PID step-size controller at `rtol` / `atol`. Jitted once per option set
+    (`samplers.common.per_example`); a `Partial` score's arrays are traced. Each example is solved on
+    its own; a solve that does not reach T gives `solved[i] = False` rather than raising.
     """
     _check(divergence, probe, num_probes, solver, eps, sde)
+    x = jnp.asarray(x)
+    options = _Options(sde, divergence, probe, num_probes, rtol, atol, eps, solver, max_steps)
+    logp, prior_logp, z, nfe, solved = common.per_example(_likelihood_body, options, rng, score_fn, x,
+                                                          batch=x.shape[0], indices=indices)
+    return Likelihood(logp, prior_logp, z, common.python_nfe(jnp.max(nfe)), solved)
+
+
+def _likelihood_body(options: _Options, rng, score_fn, x, _):
+    sde = options.sde
+    common.check_score_shape(score_fn, x)
     drift = flow_drift(sde, score_fn)
-    tangents, weight = _directions(rng, x, divergence, probe, num_probes)
+    tangents, weight = _directions(rng, x, options.divergence, options.probe, options.num_probes)
     reduce_axes = tuple(range(2, x.ndim + 1))
 
     def vector_field(t, state):
@@ -110,10 +137,11 @@ def log_likelihood(rng: Array, sde: SDE, score_fn: ScoreFn, x: Array, *, diverge
         return dy, weight * jnp.sum(quad, axis=0)
 
     state0 = (x, jnp.zeros(x.shape[:1], x.dtype))
-    (z, delta_logp), nfe, result = solve(vector_field, state0, eps, sde.T, solver=solver, rtol=rtol, atol=atol,
-                                         num_steps=None, max_steps=max_steps)
+    (z, delta_logp), nfe, result = solve(vector_field, state0, jnp.asarray(options.eps, x.dtype),
+                                         jnp.asarray(sde.T, x.dtype), solver=options.solver, rtol=options.rtol,
+                                         atol=options.atol, num_steps=None, max_steps=options.max_steps)
     prior_logp = sde.prior_logp(z)
-    return Likelihood(prior_logp + delta_logp, prior_logp, z, nfe, diffrax.is_okay(result))
+    return prior_logp + delta_logp, prior_logp, z, nfe[None], diffrax.is_okay(result)[None]
 
 
 def bits_per_dim(logp: Array, num_dims: int, bin_width: float) -> Array:

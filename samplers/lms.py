@@ -19,37 +19,38 @@ import jax.numpy as jnp
 import numpy as np
 
 from samplers.registry import SAMPLERS
-from samplers.sigma_schedule import check_schedule, check_sigma_range, sigma_space_setup
-from sde_lib.base import SDE, Array, ScoreFn, batch_broadcast
+from samplers.sigma_solver import SigmaSpaceSolver
+from sde_lib.base import SDE, Array, batch_broadcast
 
 _GAUSS_NODES, _GAUSS_WEIGHTS = np.polynomial.legendre.leggauss(3)
 
 
-def lms_coefficients(sigmas: Array, order: int) -> Array:
+def lms_coefficients(sigmas: Array, order: int, xp=jnp) -> Array:
     """Weights `[n, order, B]` of the slopes d_i, d_{i-1}, ... in step i from sigmas `[n + 1, B]`
-    (sigma_i -> sigma_{i+1}); step i uses min(i + 1, order) slopes, the others weigh 0."""
+    (sigma_i -> sigma_{i+1}); step i uses min(i + 1, order) slopes, the others weigh 0. `xp`: numpy
+    for float64 weights on the host, jnp on device."""
     n = sigmas.shape[0] - 1
     lag = np.arange(n)[:, None] - np.arange(order)[None, :]  # node j of step i is sigma_{i-j}
-    valid = jnp.asarray(lag >= 0)[..., None, None]
+    valid = (lag >= 0)[..., None, None]
     nodes = sigmas[np.clip(lag, 0, None)][..., None]  # [n, order, B, 1]
     lo, hi = sigmas[:-1, :, None], sigmas[1:, :, None]
-    s = 0.5 * (lo + hi) + 0.5 * (hi - lo) * jnp.asarray(_GAUSS_NODES, sigmas.dtype)[None, None]  # [n, B, 3]
-    weights = jnp.asarray(_GAUSS_WEIGHTS, sigmas.dtype)[None, None]
+    s = 0.5 * (lo + hi) + 0.5 * (hi - lo) * xp.asarray(_GAUSS_NODES, sigmas.dtype)[None, None]  # [n, B, 3]
+    weights = xp.asarray(_GAUSS_WEIGHTS, sigmas.dtype)[None, None]
     coefficients = []
     for j in range(order):
-        basis = jnp.ones_like(s)
+        basis = xp.ones_like(s)
         for k in range(order):
             if k != j:
                 factor = (s - nodes[:, k]) / (nodes[:, j] - nodes[:, k])
-                basis = basis * jnp.where(valid[:, k], factor, 1.0)
-        integral = 0.5 * (hi[..., 0] - lo[..., 0]) * jnp.sum(weights * basis, axis=-1)
-        coefficients.append(jnp.where(valid[:, j, ..., 0], integral, 0.0))
-    return jnp.stack(coefficients, axis=1)
+                basis = basis * xp.where(valid[:, k], factor, 1.0)
+        integral = 0.5 * (hi[..., 0] - lo[..., 0]) * xp.sum(weights * basis, axis=-1)
+        coefficients.append(xp.where(valid[:, j, ..., 0], integral, 0.0))
+    return xp.stack(coefficients, axis=1)
 
 
 @SAMPLERS.register("lms")
 @dataclasses.dataclass(frozen=True)
-class LMSSampler:
+class LMSSampler(SigmaSpaceSolver):
     """Linear multistep of the given `order` on `num_steps` levels and a last step to 0: `num_steps`
     score evaluations. The first steps use lower orders while the history fills.
 
@@ -69,32 +70,26 @@ class LMSSampler:
     eps: float = 1e-3
     sigma_data: float = 0.5
 
-    def __post_init__(self):
-        check_schedule(self.schedule, self.num_steps, self.rho, self.sigma_min, self.sigma_max)
-        check_sigma_range(self.sde, self.sigma_min, self.sigma_max)
+    def check(self):
         if self.order not in (1, 2, 3, 4):
             raise ValueError(f"order must be 1, 2, 3 or 4, got {self.order}")
 
     @property
-    def nfe(self) -> int:
-        return self.num_steps
+    def rule_order(self) -> int:
+        return self.order
 
-    def __call__(self, rng: Array, score_fn: ScoreFn, shape: tuple[int, ...], x_init: Array | None = None,
-                 t_init: Array | float | None = None) -> tuple[Array, int]:
-        """Samples `[*shape]` (x space) and the number of score evaluations per example."""
-        init_key, _ = jax.random.split(rng)
-        x, sigmas, denoiser = sigma_space_setup(self, init_key, score_fn, shape, x_init, t_init,
-                                                self.num_steps, self.order)
-        coefficients = lms_coefficients(sigmas, self.order)
+    def coefficients(self, sigmas: Array, xp=jnp) -> tuple[Array]:
+        return (lms_coefficients(sigmas, self.order, xp),)
 
+    def solve(self, key, x, sigmas, coefficients, denoiser):
         def step(carry, inputs):
             x, slopes = carry
             sigma, weights = inputs
             slope = (x - denoiser(x, sigma)) / batch_broadcast(sigma, x)
             slopes = jnp.concatenate([slope[None], slopes[:-1]], axis=0)
             x = x + sum(batch_broadcast(weights[j], x) * slopes[j] for j in range(self.order))
-            return (x, slopes), None
+            return (x, slopes), x
 
         slopes = jnp.zeros((self.order, *x.shape), x.dtype)
-        (x, _), _ = jax.lax.scan(step, (x, slopes), (sigmas[:-1], coefficients))
-        return x, self.nfe
+        (x, _), states = jax.lax.scan(step, (x, slopes), (sigmas[:-1], *coefficients))
+        return x, states

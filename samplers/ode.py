@@ -8,7 +8,6 @@ by the batch (the error norm is the RMS over all of it), so every example costs 
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable
 
 import diffrax
@@ -16,7 +15,8 @@ import jax
 import jax.numpy as jnp
 from jax.experimental.shard_alike import shard_alike
 
-from samplers.pc import initial_state, static_score_fn
+from samplers import common
+from samplers.common import initial_state
 from samplers.registry import SAMPLERS
 from sde_lib.base import SDE, Array, ScoreFn
 from sde_lib.parametrization import data_from_score
@@ -88,7 +88,9 @@ class ODESampler:
 
     `num_steps=None` solves adaptively with `rtol` / `atol` (an adaptive solver is needed);
     otherwise `num_steps` fixed steps. With `denoise`, a final Tweedie step E[x_0 | x_eps]
-    (one more score evaluation) replaces the sample at eps. nfe is an int32 scalar array.
+    (one more score evaluation) replaces the sample at eps. Each example is solved on its own (its
+    own adaptive steps); nfe is the largest count over the batch, a Python int (an int32 array when
+    called under an enclosing jit).
     """
 
     sde: SDE
@@ -106,9 +108,10 @@ class ODESampler:
             raise ValueError(f"eps must lie in (0, T={self.sde.T}), got {self.eps}")
 
     def __call__(self, rng: Array, score_fn: ScoreFn, shape: tuple[int, ...], x_init: Array | None = None,
-                 t_init: Array | float | None = None) -> tuple[Array, Array]:
+                 t_init: Array | float | None = None, *, indices: Array | None = None) -> tuple[Array, int]:
         """Samples `[*shape]` from `x_init` at `t_init` (default: the prior at T), and the nfe."""
-        return _ode_sample(self, static_score_fn(score_fn), tuple(shape), rng, x_init, t_init)
+        samples, nfe = common.run_sampler(_ode_body, self, rng, score_fn, shape, x_init, t_init, indices)
+        return samples, common.python_nfe(jnp.max(nfe))
 
 
 def flow_drift(sde: SDE, score_fn: ScoreFn) -> Callable[[Array, Array], Array]:
@@ -121,9 +124,11 @@ def flow_drift(sde: SDE, score_fn: ScoreFn) -> Callable[[Array, Array], Array]:
     return drift
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _ode_sample(sampler: ODESampler, score_fn: ScoreFn, shape, rng, x_init, t_init):
-    x, t_start = initial_state(sampler.sde, rng, shape, x_init, t_init, score_fn)
+def _ode_body(static, rng, score_fn, start, _):
+    sampler, example_shape, _, _ = static
+    x_init, t_init = start
+    x, t_start = initial_state(sampler.sde, rng, (1, *example_shape), x_init,
+                               None if t_init is None else t_init[0], score_fn)
     t_end = jnp.asarray(sampler.eps, x.dtype)
     x, nfe = integrate(flow_drift(sampler.sde, score_fn), x, t_start, t_end, solver=sampler.solver,
                        rtol=sampler.rtol, atol=sampler.atol, num_steps=sampler.num_steps,
@@ -131,4 +136,4 @@ def _ode_sample(sampler: ODESampler, score_fn: ScoreFn, shape, rng, x_init, t_in
     if sampler.denoise:
         x = data_from_score(sampler.sde, score_fn)(x, jnp.full((x.shape[0],), t_end))
         nfe = nfe + 1
-    return x, nfe
+    return x, nfe[None]

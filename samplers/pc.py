@@ -10,7 +10,6 @@ For the DDPM / SMLD chains this is (to O(eps)) the noise-free last step of the r
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from collections.abc import Callable
 
@@ -18,85 +17,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from samplers import common
+from samplers.common import initial_state
 from samplers.registry import CORRECTORS, PREDICTORS, SAMPLERS
 from sde_lib.base import SDE, Array, ScoreFn
 from sde_lib.parametrization import data_from_score
 
 DISCRETE_CHAIN_PREDICTORS = ("reverse_diffusion", "ancestral_sampling")
 """Predictors that step the SDE's own discretisation (its N steps) instead of dt."""
-
-
-def default_float_dtype():
-    """float64 when x64 is enabled, else float32: the dtype of a freshly sampled prior."""
-    return jnp.result_type(float)
-
-
-class _ByIdentity:
-    """An unhashable score callable made usable as a static `jax.jit` argument: hashed and compared by
-    the identity of the wrapped object, so calling again with the same object reuses the compiled chain."""
-
-    __slots__ = ("fn", "__weakref__")  # jax.eval_shape and jit keep weak references to functions
-
-    def __init__(self, fn: ScoreFn):
-        self.fn = fn
-
-    def __call__(self, x: Array, t: Array) -> Array:
-        return self.fn(x, t)
-
-    def __hash__(self) -> int:
-        return id(self.fn)
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, _ByIdentity) and other.fn is self.fn
-
-
-def static_score_fn(score_fn: ScoreFn) -> ScoreFn:
-    """`score_fn` in a form `jax.jit` accepts as a static argument (the samplers compile per score function).
-
-    A hashable callable is returned as is (its own hash keys the compilation cache); an unhashable one
-    (a non-frozen dataclass with `__call__`, a class defining `__eq__` without `__hash__`) is wrapped so
-    that it is keyed by identity. Raises TypeError for a score_fn that is not callable.
-    """
-    if not callable(score_fn):
-        raise TypeError(f"score_fn must be a callable score_fn(x, t), got {type(score_fn).__name__}")
-    try:
-        hash(score_fn)
-    except TypeError:
-        return _ByIdentity(score_fn)
-    return score_fn
-
-
-def check_score_shape(score_fn: ScoreFn, x: Array) -> None:
-    """Raise a ValueError unless `score_fn(x, t)` returns an array shaped like `x: [B, ...]` (`t: [B]`).
-
-    Checked abstractly (`jax.eval_shape`, no evaluation): the samplers' updates would otherwise
-    broadcast a wrong shape (e.g. `[B]`) silently.
-    """
-    out = jax.eval_shape(score_fn, jax.ShapeDtypeStruct(x.shape, x.dtype), jax.ShapeDtypeStruct(x.shape[:1], x.dtype))
-    shape = getattr(out, "shape", None)
-    if shape != x.shape:
-        got = f"shape {shape}" if shape is not None else f"a {type(out).__name__}"
-        raise ValueError(f"score_fn(x, t) must return an array shaped like x, {x.shape}, but returned {got}")
-
-
-def initial_state(sde: SDE, rng: Array, shape: tuple[int, ...], x_init: Array | None,
-                  t_init: Array | float | None, score_fn: ScoreFn | None = None) -> tuple[Array, Array]:
-    """The sampler start `(x [B, ...], t_start scalar)`: `x_init` at `t_init`, or a prior sample at T.
-
-    With `score_fn`, also checks (at trace time) that it returns the shape of x.
-    """
-    if x_init is None:
-        x = sde.prior_sampling(rng, shape, default_float_dtype())
-    else:
-        x = jnp.asarray(x_init)
-        if x.shape != tuple(shape):
-            raise ValueError(f"x_init has shape {x.shape} but the sampler was asked for shape {tuple(shape)}")
-    t_start = jnp.asarray(sde.T if t_init is None else t_init, x.dtype)
-    if t_start.ndim != 0:
-        raise ValueError(f"t_init must be a scalar time, got shape {t_start.shape}")
-    if score_fn is not None:
-        check_score_shape(score_fn, x)
-    return x, t_start
 
 
 @SAMPLERS.register("pc")
@@ -177,8 +105,10 @@ class PCSampler:
                 f"step must match the grid spacing (t_init - eps) / (num_steps - 1), which needs t_init as a "
                 f"number: pass t_init as a Python float or a concrete array (not an argument of the enclosing "
                 f"jit), leave it None to start at T, or use the euler_maruyama predictor") from None
+        if host.ndim == 1 and host.size and np.all(host == host[0]):  # one start time given per example
+            host = host[0]
         if host.shape != ():
-            raise ValueError(f"t_init must be a scalar time, got shape {host.shape}")
+            raise ValueError(f"t_init must be one time for the batch for {self.predictor!r}, got shape {host.shape}")
         t, T, n = float(host), self.sde.T, self.steps
         if abs(t - T) <= 1e-6 * T:
             return n
@@ -215,26 +145,37 @@ class PCSampler:
         return self.steps * (predictor.nfe + corrector.nfe) + int(self.denoise) * (1 - predictor.nfe)
 
     def __call__(self, rng: Array, score_fn: ScoreFn, shape: tuple[int, ...], x_init: Array | None = None,
-                 t_init: Array | float | None = None) -> tuple[Array, int]:
-        """Samples `[*shape]` from `x_init` at `t_init` (default: the prior at T), and the nfe."""
+                 t_init: Array | float | None = None, *, indices: Array | None = None,
+                 trajectory_every: int = 0) -> tuple[Array, int]:
+        """Samples `[*shape]` from `x_init` at `t_init` (default: the prior at T), and the nfe.
+
+        `indices`: the examples' global indices (default `arange(B)`); see `samplers.common`. With
+        `trajectory_every = k`, also the states after every k-th step, `[num_steps // k, *shape]`.
+        """
         chain_size = self.chain_size(t_init)
-        return _pc_sample(self, static_score_fn(score_fn), tuple(shape), chain_size, rng, x_init, t_init), self.nfe
+        t_start = common.host_start_time(t_init, self.sde.T)
+        times = None if t_start is None else common.cast(np.linspace(t_start, self.eps, self.steps), x_init)
+        out = common.run_sampler(_pc_body, self, rng, score_fn, shape, x_init, t_init, indices,
+                                 shared=times, extra=chain_size, trajectory_every=trajectory_every)
+        return common.finish(out, self.nfe, trajectory_every)
 
 
 def run_chain(sampler: PCSampler, score_fn: ScoreFn, key: Array, x: Array, t_start: Array,
-              project: Callable[[Array, Array, Array], Array] | None = None, chain_size: int | None = None
-              ) -> Array:
+              project: Callable[[Array, Array, Array], Array] | None = None, chain_size: int | None = None,
+              times: Array | None = None, trajectory_every: int = 0) -> Array:
     """The predictor-corrector chain from `x: [B, ...]` at `t_start` down to eps; returns the sample.
 
-    `chain_size` is `sampler.chain_size(t_init)` (default: num_steps, right for t_start = T).
+    `chain_size` is `sampler.chain_size(t_init)` (default: num_steps, right for t_start = T). `times`:
+    the grid `[num_steps]` from t_start to eps when built on the host (float64, cast), else built here.
 
     Without `sampler.denoise` the sample is the last predictor step's (eps -> 0); with it, the
     Tweedie step E[x_0 | x_eps] replaces that step. `project(key, x, t) -> x`, when given, follows
     every corrector and predictor update (the replacement step of inpainting); without it the
-    chain is plain PC sampling.
+    chain is plain PC sampling. With `trajectory_every = k`, returns `(x, every k-th state)`
+    (`common.trajectory`).
     """
     predictor, corrector = sampler._parts(score_fn, chain_size)
-    ts = jnp.linspace(t_start, jnp.asarray(sampler.eps, x.dtype), sampler.steps)
+    ts = jnp.linspace(t_start, jnp.asarray(sampler.eps, x.dtype), sampler.steps) if times is None else times
     t_next = jnp.concatenate([ts[1:], jnp.zeros((1,), x.dtype)])
     last = sampler.steps - 1
     tweedie = data_from_score(sampler.sde, score_fn)
@@ -260,14 +201,17 @@ def run_chain(sampler: PCSampler, score_fn: ScoreFn, key: Array, x: Array, t_sta
             x = jax.lax.cond(k == last, lambda x: tweedie(x, vec_t), predict, x)
         else:
             x = predict(x)
-        return (key, x), None
+        return (key, x), x
 
-    (_, x), _ = jax.lax.scan(step, (key, x), (jnp.arange(sampler.steps), ts, t_next))
-    return x
+    (_, x), states = jax.lax.scan(step, (key, x), (jnp.arange(sampler.steps), ts, t_next))
+    return (x, common.trajectory(states, trajectory_every)) if trajectory_every else x
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def _pc_sample(sampler: PCSampler, score_fn: ScoreFn, shape, chain_size: int, rng, x_init, t_init):
+def _pc_body(static, rng, score_fn, start, times):
+    sampler, example_shape, chain_size, every = static
+    x_init, t_init = start
     prior_key, chain_key = jax.random.split(rng)
-    x, t_start = initial_state(sampler.sde, prior_key, shape, x_init, t_init, score_fn)
-    return run_chain(sampler, score_fn, chain_key, x, t_start, chain_size=chain_size)
+    x, t_start = initial_state(sampler.sde, prior_key, (1, *example_shape), x_init,
+                               None if t_init is None else t_init[0], score_fn)
+    return run_chain(sampler, score_fn, chain_key, x, t_start, chain_size=chain_size, times=times,
+                     trajectory_every=every)

@@ -21,11 +21,13 @@ on the 2-D mixture of `scripts/benchmark_samplers.py` (the best sigma_min of a s
 """
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from samplers.pc import check_score_shape, default_float_dtype
+from samplers.common import check_score_shape, concrete, default_float_dtype, host_float64, host_start_time
 from sde_lib.base import SDE, Array, ScoreFn, batch_broadcast
 from sde_lib.parametrization import DenoiserFn, denoiser_from_score
 
@@ -59,26 +61,29 @@ def _concrete_or_none(value):
 
 
 def sigma_steps(sde: SDE, schedule: str, num_steps: int, sigma_min: Array, sigma_max: Array,
-                rho: float = 7.0) -> Array:
+                rho: float = 7.0, xp=jnp, sde_fn=None) -> Array:
     """Noise levels `[num_steps + 1, B]`: num_steps levels from sigma_max `[B]` down to sigma_min
     (scalar or `[B]`), then 0.
 
-    Computed in the dtype of `sigma_max`; `sigma_max` may be traced (a per-example `t_init`).
+    Computed in the dtype of `sigma_max` with the array namespace `xp` (numpy on the host, in float64,
+    by `host_sigmas`; jnp on device when `sigma_max` is traced, e.g. a per-example `t_init`);
+    `sde_fn(f, v)` evaluates the SDE's function f at v (default `f(v)`).
     """
+    sde_fn = sde_fn or (lambda f, v: f(v))
     check_schedule(schedule, num_steps, rho)
-    sigma_min = jnp.broadcast_to(jnp.asarray(sigma_min, sigma_max.dtype), sigma_max.shape)
-    frac = jnp.arange(num_steps, dtype=sigma_max.dtype) / max(num_steps - 1, 1)
+    sigma_min = xp.broadcast_to(xp.asarray(sigma_min, sigma_max.dtype), sigma_max.shape)
+    frac = xp.arange(num_steps, dtype=sigma_max.dtype) / max(num_steps - 1, 1)
     frac = frac[:, None]
     lo, hi = sigma_min[None], sigma_max[None]
     if schedule == "karras":
         inv = 1.0 / rho
         sigmas = (hi**inv + frac * (lo**inv - hi**inv)) ** rho
     elif schedule == "log_snr":
-        sigmas = jnp.exp(jnp.log(hi) + frac * (jnp.log(lo) - jnp.log(hi)))
+        sigmas = xp.exp(xp.log(hi) + frac * (xp.log(lo) - xp.log(hi)))
     else:
-        t_hi, t_lo = sde.t_of_sigma(hi), sde.t_of_sigma(lo)
-        sigmas = sde.sigma(t_hi + frac * (t_lo - t_hi))
-    return jnp.concatenate([sigmas, jnp.zeros_like(sigmas[:1])], axis=0)
+        t_hi, t_lo = sde_fn(sde.t_of_sigma, hi), sde_fn(sde.t_of_sigma, lo)
+        sigmas = sde_fn(sde.sigma, t_hi + frac * (t_lo - t_hi))
+    return xp.concatenate([sigmas, xp.zeros_like(sigmas[:1])], axis=0)
 
 
 FEW_STEP_CONSTANT = {1: 1.2, 2: 3.0, 3: 6.5, 4: 24.0}
@@ -106,31 +111,78 @@ def default_sigma_min(sde: SDE, sigma_min: float | None, eps: float, dtype, num_
     return jnp.maximum(sde.sigma(jnp.asarray(eps, dtype)), rule).astype(dtype)
 
 
+def check_start_time(sde: SDE, t_init) -> None:
+    """Raise a ValueError for a concrete `t_init` outside (0, T], where the noise level is undefined."""
+    host = None if t_init is None else concrete(t_init)
+    if host is not None and not np.all((host > 0) & (host <= sde.T)):
+        raise ValueError(f"t_init must lie in (0, T={sde.T}], got {t_init}")
+
+
+def host_sigmas(sampler, x_init: Array | None, t_init, num_levels: int, order: int) -> np.ndarray | None:
+    """The noise levels `[num_levels + 1]` of a sigma-space `sampler` (fields sde, schedule, rho,
+    sigma_min, sigma_max, eps, sigma_data) for the whole batch, built on the host in float64
+    (`sigma_steps`, the default sigma_min by `default_sigma_min` for `num_levels` and `order`); None
+    when the start is traced or differs between examples (then `body_sigmas` builds them on device).
+
+    Raises ValueError for a concrete t_init outside (0, T], or below a given sigma_min.
+    """
+    check_start_time(sampler.sde, t_init)
+    if x_init is None and sampler.sigma_max is not None:
+        return _host_levels(sampler, None, num_levels, order)
+    start = None if t_init is None else concrete(t_init)
+    given = concrete(sampler.sigma_min) if sampler.sigma_min is not None else None
+    if start is not None and given is not None:
+        lowest = float(np.min(host_float64(sampler.sde.sigma, start)))
+        if given >= lowest:
+            raise ValueError(f"sigma_min ({sampler.sigma_min}) must be below the start noise level {lowest:.4g} "
+                             f"(sigma of t_init)")
+    t_start = host_start_time(t_init, sampler.sde.T)
+    return None if t_start is None else _host_levels(sampler, t_start, num_levels, order)
+
+
+@functools.lru_cache(maxsize=256)
+def _host_levels(sampler, t_start: float | None, num_levels: int, order: int) -> np.ndarray:
+    sde = sampler.sde
+    start = sampler.sigma_max if t_start is None else float(host_float64(sde.sigma, t_start))
+    if sampler.sigma_min is not None:
+        sigma_min = float(sampler.sigma_min)
+    else:  # default_sigma_min, in float64
+        rule = min(few_step_sigma_min(num_levels, order, sampler.sigma_data), 0.1 * start)
+        sigma_min = max(float(host_float64(sde.sigma, sampler.eps)), rule)
+    levels = sigma_steps(sde, sampler.schedule, num_levels, np.float64(sigma_min),
+                         np.asarray([start], np.float64), sampler.rho, xp=np, sde_fn=host_float64)
+    levels = levels[:, 0]
+    levels.flags.writeable = False
+    return levels
+
+
+def body_sigmas(sampler, sigma_start: Array, host: Array | None, num_levels: int, order: int) -> Array:
+    """The noise levels `[num_levels + 1, B]` inside a sampler's body: `host` ones when given, else
+    built on device from the examples' `sigma_start: [B]`."""
+    if host is not None:
+        return jnp.broadcast_to(host[:, None], (host.shape[0],) + sigma_start.shape).astype(sigma_start.dtype)
+    sigma_min = default_sigma_min(sampler.sde, sampler.sigma_min, sampler.eps, sigma_start.dtype, num_levels,
+                                  order, sampler.sigma_data, sigma_start)
+    return sigma_steps(sampler.sde, sampler.schedule, num_levels, sigma_min, sigma_start, sampler.rho)
+
+
 def enter_sigma_space(sde: SDE, rng: Array, shape: tuple[int, ...], x_init: Array | None,
-                      t_init: Array | float | None, sigma_max: float | None,
-                      dtype=None) -> tuple[Array, Array]:
+                      t_init: Array | float | None, sigma_max: float | None) -> tuple[Array, Array]:
     """The start `(x_hat [B, ...], sigma [B])` of a sigma-space solve.
 
     - `x_init` at `t_init` (default T): x_hat = x_init / alpha(t_init), sigma = sigma(t_init);
       `t_init` is a scalar or `[B]`.
     - otherwise, with `sigma_max` None: a prior sample at T, rescaled by 1 / alpha(T);
     - otherwise x_hat = sigma_max * N(0, I) (Karras et al. 2022, Algorithm 1, line 1).
+    The prior's dtype is `default_float_dtype()`. `samplers.common.check_start` validates the start.
     """
-    dtype = default_float_dtype() if dtype is None else dtype
     if x_init is None:
-        if t_init is not None:
-            raise ValueError("t_init was given without x_init; pass the state x_init at time t_init")
+        dtype = default_float_dtype()
         batch = jnp.ones((shape[0],), dtype)
         if sigma_max is not None:
             return sigma_max * jax.random.normal(rng, shape, dtype), sigma_max * batch
         x_init, t = sde.prior_sampling(rng, shape, dtype), sde.T * batch
     else:
-        if x_init.shape != tuple(shape):
-            raise ValueError(f"x_init has shape {x_init.shape}, but shape is {tuple(shape)}")
-        if t_init is not None and not isinstance(t_init, jax.core.Tracer):
-            values = np.asarray(t_init)
-            if not np.all((values > 0) & (values <= sde.T)):  # outside (0, T] the noise level is undefined
-                raise ValueError(f"t_init must lie in (0, T={sde.T}], got {t_init}")
         t = jnp.broadcast_to(jnp.asarray(sde.T if t_init is None else t_init, x_init.dtype), (shape[0],))
     alpha = sde.alpha(t).astype(x_init.dtype)
     return x_init / batch_broadcast(alpha, x_init), sde.sigma(t).astype(x_init.dtype)
@@ -156,24 +208,18 @@ def _host_sigma(sde: SDE, t) -> float | None:
         return float(np.min(np.asarray(sde.sigma(jnp.asarray(t)))))
 
 
-def sigma_space_setup(solver, rng: Array, score_fn: ScoreFn, shape: tuple[int, ...], x_init: Array | None,
-                      t_init: Array | float | None, num_levels: int, order: int
-                      ) -> tuple[Array, Array, DenoiserFn]:
-    """Start `x_hat [B, ...]`, noise levels `[num_levels + 1, B]` (the last 0) and the denoiser of a
-    sigma-space `solver` (fields sde, schedule, rho, sigma_min, sigma_max, eps, sigma_data).
+def sigma_space_setup(solver, rng: Array, score_fn: ScoreFn, example_shape: tuple[int, ...], start,
+                      host_levels: Array | None, num_levels: int, order: int) -> tuple[Array, Array, DenoiserFn]:
+    """Inside a sampler's body (`samplers.common.run_sampler`, one example): start `x_hat [1, ...]`,
+    noise levels `[num_levels + 1, 1]` (the last 0; `body_sigmas`) and the denoiser of a sigma-space
+    `solver` (fields sde, schedule, rho, sigma_min, sigma_max, eps, sigma_data), from the example's
+    `start = (x_init | None, t_init | None)` and the levels `host_sigmas` built.
 
-    Checks that `score_fn` returns the shape of x, and that a given sigma_min lies below a concrete
-    t_init's level; the default sigma_min follows the few-step rule for `num_levels` and `order`.
+    Checks (at trace time) that `score_fn` returns the shape of x.
     """
+    x_init, t_init = start
     sde = solver.sde
-    x, sigma_start = enter_sigma_space(sde, rng, shape, x_init, t_init, solver.sigma_max)
+    x, sigma_start = enter_sigma_space(sde, rng, (1, *example_shape), x_init, t_init, solver.sigma_max)
     check_score_shape(score_fn, x)
-    start = None if t_init is None else _host_sigma(sde, t_init)
-    given = _concrete_or_none(solver.sigma_min)
-    if given is not None and start is not None and given >= start:
-        raise ValueError(f"sigma_min ({solver.sigma_min}) must be below the start noise level {start:.4g} "
-                         f"(sigma of t_init)")
-    sigma_min = default_sigma_min(sde, solver.sigma_min, solver.eps, x.dtype, num_levels, order,
-                                  solver.sigma_data, sigma_start)
-    sigmas = sigma_steps(sde, solver.schedule, num_levels, sigma_min, sigma_start, solver.rho)
+    sigmas = body_sigmas(solver, sigma_start, host_levels, num_levels, order)
     return x, sigmas, denoiser_from_score(sde, score_fn)

@@ -31,6 +31,9 @@ flags.DEFINE_float("time_budget_s", None, "train: stop after this many seconds o
                    lower_bound=0.0)
 flags.DEFINE_integer("num_samples", None, "sample: how many samples (default sampling.batch_size); "
                      "evaluate: for FID/KID (default eval.num_samples).", lower_bound=1)
+flags.DEFINE_string("seeds", None, "sample: seeds to draw, as ranges and lists (0-49999, 1,5,7): sample k comes "
+                    "from seed k alone, written once to samples/seeds_<method>_step<k>/; a rerun skips the seeds "
+                    "already written (resumable).")
 flags.DEFINE_string("split", None, "likelihood/evaluate: data split for bits/dim (default eval.bpd_dataset).")
 flags.DEFINE_integer("max_examples", None, "likelihood/evaluate: use at most this many examples of the split.",
                      lower_bound=1)
@@ -100,10 +103,17 @@ def train_mode(config, workdir: pathlib.Path) -> int:
     return 0
 
 
-@register_mode("sample", summary="Draw samples from the newest checkpoint (PNG grid and .npz).",
-               flags=("num_samples", "labels"), reads_checkpoint=True)
+@register_mode("sample", summary="Draw samples from the newest checkpoint (PNG grid and .npz; with --seeds one "
+               ".npy per seed, resumable).",
+               flags=("num_samples", "labels", "seeds"), reads_checkpoint=True)
 def sample_mode(config, workdir: pathlib.Path) -> int:
-    _report(evaluate.sample_to_files(_require(config, "sample"), workdir, FLAGS.num_samples, labels=FLAGS.labels))
+    config = _require(config, "sample")
+    if FLAGS.seeds is None:
+        _report(evaluate.sample_to_files(config, workdir, FLAGS.num_samples, labels=FLAGS.labels))
+        return 0
+    if FLAGS.num_samples is not None:
+        raise UsageError("--seeds and --num_samples both say which samples to draw; give one")
+    _report(evaluate.sample_seeds_to_files(config, workdir, FLAGS.seeds, labels=FLAGS.labels))
     return 0
 
 

@@ -16,6 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.tree_util import Partial
 
 import models
 import sde_lib
@@ -63,13 +64,20 @@ def guided_score_fn(sde: sde_lib.SDE, model: nn.Module, params, labels: Array | 
         if not conditional:
             raise ValueError("classifier-free guidance needs a class-conditional model (model.num_classes > 0)")
         return guidance_lib.cfg_score_fn(score_at(labels), score_at(None), guidance.weight)
-    classifier = guidance.classifier
-
-    def logits(x, t):
-        return classifier.apply({"params": classifier_params}, x, t)
-
+    # the classifier's weights are an argument of a Partial, traced by the samplers like the network's
+    logits = Partial(_ClassifierLogits(guidance.classifier), classifier_params)
     base = score_at(labels if conditional else None)
     return guidance_lib.guided_score_fn(base, logits, labels, guidance.weight)
+
+
+@dataclasses.dataclass(frozen=True)
+class _ClassifierLogits:
+    """`(params, x: [B, ...], t: [B]) -> logits [B, K]` of a noise-conditional classifier network."""
+
+    classifier: nn.Module
+
+    def __call__(self, params, x: Array, t: Array) -> Array:
+        return self.classifier.apply({"params": params}, x, t)
 
 
 class LabelError(UsageError):
@@ -93,6 +101,11 @@ def label_count(config) -> int:
 
 def parse_labels(spec: str, num_classes: int, num_samples: int) -> np.ndarray:
     """A labels spec ('3,7' or 'all') as `[num_samples]` ints cycling over the named classes."""
+    return np.resize(label_classes(spec, num_classes), num_samples)
+
+
+def label_classes(spec: str, num_classes: int) -> np.ndarray:
+    """The classes a labels spec ('3,7' or 'all') names, in order; sample k takes the (k mod n)-th."""
     if num_classes == 0:
         raise LabelError("labels need a class-conditional model (model.num_classes > 0) or "
                          "sampling.guidance='classifier'")
@@ -106,4 +119,4 @@ def parse_labels(spec: str, num_classes: int, num_samples: int) -> np.ndarray:
     bad = [c for c in classes if not 0 <= c < num_classes]
     if bad:
         raise LabelError(f"labels {bad} outside the model's classes 0..{num_classes - 1}")
-    return np.resize(np.asarray(classes, np.int32), num_samples)
+    return np.asarray(classes, np.int32)

@@ -14,6 +14,8 @@ any other work.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import pathlib
 import time
@@ -24,7 +26,7 @@ import numpy as np
 
 from configs import builders
 from training import digits_classifier
-from training.conditioning import Guidance, label_count, parse_labels
+from training.conditioning import Guidance, label_classes, label_count, parse_labels
 from training.data import build_dataset, get_data_inverse_scaler, load_uint8_images, open_split
 from training.datasets import is_point_dataset
 from training.errors import UsageError
@@ -36,6 +38,7 @@ from training.likelihood import check_max_examples, split_likelihood
 from training.logging import save_image_grid, save_scatter
 from training.metrics import FeatureExtractor, reference_features, sample_metrics
 from training.sampling import generate_samples
+from training.seeds import parse_seeds, sample_seeds
 from training.state import Params
 
 SUMMARY_DIR = "eval"
@@ -169,6 +172,45 @@ def sample_to_files(config: ml_collections.ConfigDict, workdir: str | pathlib.Pa
     extra = {} if label_array is None else {"labels": label_array}
     np.savez(stem.with_suffix(".npz"), samples=samples, nfe=nfe, step=step, **extra)
     return {**record, "png": str(picture.absolute())}
+
+
+def sample_seeds_to_files(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, seeds_text: str,
+                          labels: str | None = None) -> dict:
+    """The samples of `seeds_text` (`training.seeds.parse_seeds`: "0-49999", "1,5,7") of the checkpoint's
+    EMA parameters, one file per seed under `samples/seeds_<method>_step<k>/` (`training.seeds`); a
+    rerun draws only the seeds not written yet. With `labels` ('3,7' or 'all') seed k is of the
+    (k mod n)-th named class under `sampling.guidance`, whatever the seeds drawn with it. Raises
+    `training.seeds.SeedsError` for bad seeds, LabelError for bad labels."""
+    workdir = pathlib.Path(workdir)
+    seeds = parse_seeds(seeds_text)
+    classes = None if labels is None else label_classes(labels, label_count(config))
+    guidance, classifier_params = sampling_guidance(config, workdir) if labels is not None else (None, None)
+    exp, state = load_trained(config, workdir, step=config.eval.checkpoint)
+    step = int(jax.device_get(state.step))
+    sampler = builders.build_sampler(config, exp.sde)
+
+    def generate(seeds, on_batch):
+        # one key for every checkpoint: seed k starts from the same noise at every step
+        return generate_samples(exp, sampler, state.ema_params, len(seeds), exp.keys.sample, seeds=seeds,
+                                on_batch=on_batch, batch_size=config.sampling.batch_size,
+                                inverse_scaler=get_data_inverse_scaler(config),
+                                labels=None if classes is None else classes[np.asarray(seeds) % len(classes)],
+                                guidance=guidance, classifier_params=classifier_params)
+
+    start = time.time()
+    record = {"sampler": config.sampling.method, "checkpoint_step": step, "seed": config.seed,
+              "sampler_options": _sampler_options(sampler)}
+    if classes is not None:
+        record.update({"labels": classes.tolist(), "guidance": config.sampling.guidance,
+                       "guidance_weight": config.sampling.guidance_weight})
+    out_dir = workdir / "samples" / f"seeds_{config.sampling.method}_step{step}"
+    return {**sample_seeds(generate, seeds, out_dir, record), "seconds": time.time() - start}
+
+
+def _sampler_options(sampler) -> dict:
+    """The sampler's settings as JSON values (what makes two seed runs differ besides the checkpoint)."""
+    options = {f.name: getattr(sampler, f.name) for f in dataclasses.fields(sampler) if f.name != "sde"}
+    return json.loads(json.dumps(options, default=str))
 
 
 def likelihood_to_file(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, split: str | None = None,

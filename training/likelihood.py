@@ -33,8 +33,8 @@ def split_likelihood(exp: Experiment, params: Params, batches: Sequence[dict], r
     dequantised): bits/dim, {"bpd", "bpd_stderr", "bpd_median", "num_examples", "nfe",
     "bin_width", "dequantization"}. Continuous data (`bin_width=None`, 2-D points): nats/dim,
     {"nll_nats_per_dim", "nll_nats_per_dim_stderr", "num_examples", "nfe", "unit"} (no "bpd").
-    Both carry the failure counts "num_solves", "num_failed_solves" (batch solves stopped at
-    `max_steps`), "num_unsolved_examples" and "num_nonfinite_examples": those examples are left out
+    Both carry the failure counts "num_solves" (batches), "num_failed_solves" (batches with an
+    example's solve stopped at `max_steps`), "num_unsolved_examples" and "num_nonfinite_examples": those examples are left out
     of the statistics (never averaged in), and "num_examples" counts the others.
     """
     check_max_examples(max_examples)
@@ -47,20 +47,20 @@ def split_likelihood(exp: Experiment, params: Params, batches: Sequence[dict], r
 
     mesh = exp.mesh
     nll_fn = jax.jit(nll, in_shardings=(replicated(mesh), batch_sharding(mesh), replicated(mesh)),
-                     out_shardings=(batch_sharding(mesh), replicated(mesh), replicated(mesh)))
+                     out_shardings=(batch_sharding(mesh), replicated(mesh), batch_sharding(mesh)))
     logps, nfes, unsolved, remaining = [], [], [], max_examples or float("inf")
     for i in range(len(batches)):
         if remaining <= 0:
             break
         x = np.asarray(batches[i]["image"])[: int(min(remaining, batch_size))]
         count = len(x)
-        # Pad to the compiled batch with copies of the last example (kept in distribution for the
-        # batch-wide step-size control); their values are dropped.
+        # Pad to the compiled batch with copies of the last example (each example is solved on its
+        # own, so padding changes nothing); their values are dropped.
         x = np.concatenate([x, np.repeat(x[-1:], batch_size - count, axis=0)])
         logp, nfe, solved = nll_fn(params, shard_batch(x, batch_sharding(mesh)), jax.random.fold_in(rng, i))
         logps.append(np.asarray(logp)[:count])
         nfes.append(int(nfe))
-        unsolved.append(np.full(count, not bool(solved)))
+        unsolved.append(~np.asarray(solved)[:count])
         remaining -= count
     logp = np.concatenate(logps).astype(np.float64)
     failed = np.concatenate(unsolved)
@@ -69,7 +69,7 @@ def split_likelihood(exp: Experiment, params: Params, batches: Sequence[dict], r
     # A solve stopped at max_steps has no likelihood, nor has a non-finite value: they are counted
     # and reported, and the statistics are over the other examples.
     record = {"num_examples": int((~failed & ~nonfinite).sum()), "nfe": float(np.mean(nfes)),
-              "num_solves": len(nfes), "num_failed_solves": int(sum(u[0] for u in unsolved)),
+              "num_solves": len(nfes), "num_failed_solves": int(sum(u.any() for u in unsolved)),
               "num_unsolved_examples": int(failed.sum()), "num_nonfinite_examples": int(nonfinite.sum())}
     if failed.any() or nonfinite.any():
         logging.warning("Likelihood: %d of %d examples left out (%d in solves stopped at max_steps=%d, %d "

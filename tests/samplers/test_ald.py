@@ -112,5 +112,5 @@ def test_unhashable_score_callable_samples_like_the_plain_function():
 
 def test_score_of_the_wrong_shape_is_rejected_naming_both_shapes():
     sampler = AnnealedLangevinSampler(SDES["ve"], num_scales=3, n_steps_each=1)
-    with pytest.raises(ValueError, match=r"shaped like x, \(4, 4\), but returned shape \(4,\)"):
+    with pytest.raises(ValueError, match=r"shaped like x, \(1, 4\) .*, but returned shape \(1,\)"):
         sampler(jax.random.key(0), lambda x, t: -x.sum(-1), (4, 4))

@@ -54,7 +54,7 @@ def test_hutchinson_is_unbiased_within_its_standard_error(x64, probe):
     x = jnp.repeat(points, copies, axis=0)
     score_fn = data.score_fn(sde)
     exact = _solve(points, sde, score_fn, divergence="exact", rtol=1e-6, atol=1e-6).logp
-    stds = []
+    stds, rel_errors = [], []
     for num_probes in (1, 4):
         est = _solve(x, sde, score_fn, jax.random.PRNGKey(num_probes), divergence="hutchinson", probe=probe,
                      num_probes=num_probes, rtol=1e-6, atol=1e-6).logp.reshape(2, copies)
@@ -62,7 +62,15 @@ def test_hutchinson_is_unbiased_within_its_standard_error(x64, probe):
         assert np.all(std > 1e-3)  # the estimate is random: the test has power
         np.testing.assert_array_less(np.abs(np.mean(est, axis=1) - exact), 4 * std / math.sqrt(copies))
         stds.append(std)
-    np.testing.assert_allclose(stds[1] / stds[0], 0.5, rtol=0.2)
+        # relative standard error of a sample std, sqrt((kurtosis - 1) / 4n): v^T A v is chi-square-like for
+        # Gaussian probes (kurtosis up to 15), so at n = 400 it is ~9%, and a fixed 20% would be ~2 of them
+        centred = np.asarray(est) - np.mean(est, axis=1, keepdims=True)
+        kurtosis = np.mean(centred**4, axis=1) / np.mean(centred**2, axis=1) ** 2
+        rel_errors.append(np.sqrt((kurtosis - 1) / (4 * copies)))
+    # K probes divide the variance by K; a missing 1 / K (ratio 2) or shared probes (ratio 1) are far outside
+    ratio_error = np.sqrt(rel_errors[0] ** 2 + rel_errors[1] ** 2)
+    np.testing.assert_array_less(np.abs(stds[1] / stds[0] / 0.5 - 1), 4 * ratio_error)
+    assert np.all(4 * ratio_error < 0.5)  # tight enough to tell 0.5 from 1
 
 
 def test_nfe_counts_every_vector_field_evaluation():
@@ -154,6 +162,6 @@ def test_a_solve_that_hits_max_steps_is_reported_not_raised():
     x = jnp.ones((3, 2)) * 0.1
     run = functools.partial(likelihood.log_likelihood, jax.random.PRNGKey(0), VPSDE(), data.score_fn(VPSDE()), x,
                             divergence="exact", rtol=1e-6, atol=1e-6)
-    assert not bool(run(max_steps=3).solved)
+    assert not np.asarray(run(max_steps=3).solved).any()
     full = run(max_steps=4096)
-    assert bool(full.solved) and np.isfinite(np.asarray(full.logp)).all()
+    assert np.asarray(full.solved).all() and np.isfinite(np.asarray(full.logp)).all()

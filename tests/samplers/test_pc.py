@@ -11,9 +11,10 @@ import pytest
 
 import samplers
 import sde_lib
-from samplers import pc
+from samplers import common
+from samplers.common import as_score_fn
 from samplers.ode import ODESampler
-from samplers.pc import PCSampler, static_score_fn
+from samplers.pc import PCSampler
 from samplers.sample_distance import sliced_wasserstein
 
 MEAN = jnp.array([1.0, -2.0])
@@ -265,9 +266,9 @@ def test_bad_configuration_is_rejected_with_its_name():
 def test_score_of_the_wrong_shape_is_rejected_naming_both_shapes(make_sampler):
     # [B] against x: [4, 4] would broadcast silently; the check names both shapes instead
     sampler = make_sampler(make_sde("ve", 10))
-    with pytest.raises(ValueError, match=r"shaped like x, \(4, 4\), but returned shape \(4,\)"):
+    with pytest.raises(ValueError, match=r"shaped like x, \(1, 4\) .*, but returned shape \(1,\)"):
         sampler(jax.random.key(0), lambda x, t: -x.sum(-1), (4, 4))
-    with pytest.raises(ValueError, match=r"shaped like x, \(4, 4\), but returned a tuple"):
+    with pytest.raises(ValueError, match=r"shaped like x, \(1, 4\) .*, but returned a tuple"):
         sampler(jax.random.key(0), lambda x, t: (-x, t), (4, 4))
 
 
@@ -326,18 +327,21 @@ def test_unhashable_score_callable_reuses_its_compilation():
     sampler = PCSampler(make_sde("ve", 20), "euler_maruyama", "none")
     unhashable = UnhashableScore(GAUSS.score_fn(sampler.sde))
     sampler(jax.random.key(0), unhashable, (4, 2))
-    compiled = pc._pc_sample._cache_size()
+    compiled = common._per_example._cache_size()
     sampler(jax.random.key(1), unhashable, (4, 2))
-    assert pc._pc_sample._cache_size() == compiled  # same object: cache hit
+    assert common._per_example._cache_size() == compiled  # same object: cache hit
     sampler(jax.random.key(1), UnhashableScore(unhashable.score_fn), (4, 2))
-    assert pc._pc_sample._cache_size() == compiled + 1  # another object: keyed by identity
+    assert common._per_example._cache_size() == compiled + 1  # another object: keyed by identity
 
 
-def test_static_score_fn_keeps_hashable_callables_and_rejects_non_callables():
+def test_as_score_fn_keeps_hashable_callables_static_and_rejects_non_callables():
     score_fn = GAUSS.score_fn(make_sde("vp", 30))
-    assert static_score_fn(score_fn) is score_fn
+    as_partial = as_score_fn(score_fn)
+    assert as_partial.func.fn is score_fn and not jax.tree.leaves(as_partial)
+    # same static function, same tree structure: the compiled sampler is reused
+    assert jax.tree.structure(as_score_fn(score_fn)) == jax.tree.structure(as_partial)
     with pytest.raises(TypeError, match="score_fn must be a callable"):
-        static_score_fn(jnp.zeros(3))
+        as_score_fn(jnp.zeros(3))
 
 
 SHARDING_SCRIPT = textwrap.dedent("""

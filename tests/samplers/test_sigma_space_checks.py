@@ -22,7 +22,7 @@ DATA = sde_lib.gaussian(jnp.zeros((2,)), jnp.eye(2))
 def test_a_score_of_the_wrong_shape_is_named(make):
     """A [B, 1] score for [B, 2] data used to broadcast silently."""
     sampler = make(sde_lib.VPSDE(), num_steps=3)
-    with pytest.raises(ValueError, match=r"must return an array shaped like x, \(4, 2\), but returned shape \(4, 1\)"):
+    with pytest.raises(ValueError, match=r"shaped like x, \(1, 2\) .*, but returned shape \(1, 1\)"):
         sampler(jax.random.PRNGKey(0), lambda x, t: x[:, :1], (4, 2))
 
 
@@ -64,7 +64,12 @@ def test_few_step_sigma_min_balances_truncation_and_discretisation():
 
 
 def _setup(sampler):
-    from samplers.sigma_schedule import sigma_space_setup
+    """The levels built in a sampler's body (one example, `[n + 1, 1]`), checked against the host's
+    float64 ones (`host_sigmas`, the batch's common start)."""
+    from samplers.sigma_schedule import host_sigmas, sigma_space_setup
 
-    return sigma_space_setup(sampler, jax.random.PRNGKey(0), DATA.score_fn(sampler.sde), (3, 2), None, None,
-                             sampler.num_steps, sampler.order)
+    x, sigmas, denoiser = sigma_space_setup(sampler, jax.random.PRNGKey(0), DATA.score_fn(sampler.sde), (2,),
+                                            (None, None), None, sampler.num_steps, sampler.order)
+    host = host_sigmas(sampler, None, None, sampler.num_steps, sampler.order)
+    np.testing.assert_allclose(sigmas[:, 0], host, rtol=1e-5)
+    return x, sigmas, denoiser

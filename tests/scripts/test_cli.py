@@ -70,6 +70,21 @@ def test_sample_writes_png_grid_and_npz(workdir):
         assert grid.size[0] > 8 and grid.size[1] > 8
 
 
+def test_sample_seeds_writes_each_seed_once_whatever_the_batch_size(workdir):
+    record = run_ok("sample", workdir, "--seeds=0-4")
+    out = workdir / "samples" / f"seeds_ddim_step{TRAIN_STEPS}"
+    assert (record["written"], record["seeds"], record["checkpoint_step"], record["nfe"]) == (5, "0-4", TRAIN_STEPS, 4)
+    first = {k: np.load(out / "000000" / f"{k:06d}.npy") for k in range(5)}
+    assert first[0].shape == (8, 8, 1) and not np.allclose(first[0], first[1])
+    (out / "000000" / "000002.npy").unlink()  # as if killed before seed 2 was written
+    again = run_ok("sample", workdir, "--seeds=1-5", "--config.sampling.batch_size=2")
+    assert (again["written"], again["skipped_existing"]) == (2, 3)  # seeds 2 and 5 only
+    np.testing.assert_allclose(np.load(out / "000000" / "000002.npy"), first[2], rtol=1e-5, atol=1e-5)
+    assert again["sampler_options"]["num_steps"] == 4
+    other = score_sde("sample", workdir, "--seeds=0-1", "--config.sampling.eta=1.0")  # never mixed into one folder
+    assert other.returncode == 2 and "holds samples of another run" in other.stderr, other.stderr[-2000:]
+
+
 def test_likelihood_writes_bits_per_dim_json(workdir):
     record = run_ok("likelihood", workdir, "--split=test", "--max_examples=4")
     path = workdir / "eval" / f"bpd_test_step{TRAIN_STEPS}.json"

@@ -117,7 +117,7 @@ def likelihood_gap(sde: sde_lib.SDE, score_fn: sde_lib.ScoreFn, *, n: int = 256)
     x, _ = draw(jax.random.PRNGKey(5), n)
     out = log_likelihood(jax.random.PRNGKey(0), sde, score_fn, x, divergence="exact", rtol=1e-4, atol=1e-4,
                          eps=1e-3)
-    return jnp.mean(jnp.abs(out.logp - mixture().log_prob(x))), out.solved & jnp.all(jnp.isfinite(out.logp))
+    return jnp.mean(jnp.abs(out.logp - mixture().log_prob(x))), jnp.all(out.solved) & jnp.all(jnp.isfinite(out.logp))
 
 
 def make_measure(trained: Trained, score_fn_of=None):
