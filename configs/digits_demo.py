@@ -19,6 +19,9 @@ def get_config():
     model.nf = 64
     model.embedding_type = "positional"
     model.ema_rate = 0.999
+    # The demo trains for a time budget: on a loaded CPU 6 minutes reach ~1000 steps, after which
+    # a plain EMA at 0.999 still holds 0.999^1000 = 37% of the random initialisation.
+    model.ema_warmup = True
 
     config.optim.lr = 1e-3
     config.optim.warmup = 200

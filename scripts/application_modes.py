@@ -28,6 +28,7 @@ from configs.builders import build_sampler, build_sde
 from samplers import anomaly, denoise, edit, encode
 from scripts.modes import register_mode
 from sde_lib import SDE, ScoreFn
+from training.datasets import quantization_levels
 from training.errors import UsageError
 from training.experiment import load_trained, make_score_fn
 from training.files import atomic_write_bytes
@@ -239,7 +240,8 @@ def anomaly_inputs(config: ml_collections.ConfigDict, workdir: str | pathlib.Pat
 
     x, out_dir, sde, score_fn = _prepare(config, workdir, input_path, output_dir, "anomaly", check_labels)
     if score_name == "nll":
-        bin_width = (2.0 if config.data.centered else 1.0) / 256.0 if x.ndim == 4 else None
+        bin_width = ((2.0 if config.data.centered else 1.0) / quantization_levels(config.data.dataset)
+                     if x.ndim == 4 else None)
         score = jax.jit(lambda k, v: anomaly.nll_bits_per_dim(k, sde, score_fn, v, bin_width=bin_width,
                                                               rtol=config.sampling.rtol,
                                                               atol=config.sampling.atol))

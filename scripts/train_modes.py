@@ -188,6 +188,8 @@ def demo_mode(config, workdir: pathlib.Path) -> int:
         "total_seconds": round(time.time() - start, 1),
         "test_bits_per_dim": metrics.get("bpd"),
         "test_bits_per_dim_median": metrics.get("bpd_median"),
+        "test_bits_per_dim_worst_examples": metrics.get("worst_examples"),
+        "test_bits_per_dim_levels": metrics.get("levels"),
         "test_likelihood_failed_solves": metrics.get("num_failed_solves"),
         "test_likelihood_nonfinite_examples": metrics.get("num_nonfinite_examples"),
         "digits_fid": metrics.get("fid"),

@@ -7,7 +7,8 @@ uninterrupted run would have read. Per epoch the examples are shuffled with a se
 random flips and dequantisation noise come from a generator seeded by (seed, example position).
 
 Preprocessing follows the 2021 score-SDE code: uint8 -> [0, 1]; optional uniform dequantisation
-x = (k + u) / 256, u ~ U[0, 1) (Theis et al. 2016; as in Song et al. 2021 for bits/dim); then the
+x = (k + u) / L, u ~ U[0, 1) (Theis et al. 2016; as in Song et al. 2021 for bits/dim) with L the
+data set's intensity levels (256, or 17 for the digits: `datasets.quantization_levels`); then the
 data scaler maps to [-1, 1] when `data.centered`. Batches come out already scaled.
 """
 import dataclasses
@@ -56,7 +57,8 @@ class Preprocess:
     """Per-example preprocessing of one source example into {"image", "label": int32}.
 
     Images: uint8 [H, W, C] -> centre-crop/resize to `image_size` if needed (side `crop` first),
-    optional horizontal flip (p = 1/2), [0, 1] (or dequantised), then [-1, 1] if `centered`.
+    optional horizontal flip (p = 1/2), [0, 1] (or dequantised into `levels` bins: the uint8 value
+    v is level k = round(v (levels - 1) / 255)), then [-1, 1] if `centered`.
     Points (2-D toy data, stored under "point"): float32 [2], passed through.
     """
 
@@ -67,6 +69,7 @@ class Preprocess:
     centered: bool = False
     crop: int | None = None
     points: bool = False
+    levels: int = 256
 
     @property
     def is_random(self) -> bool:
@@ -94,7 +97,10 @@ class Preprocess:
         if self.random_flip and rng.random() < 0.5:
             image = image[:, ::-1]
         if self.uniform_dequantization:
-            image = (image.astype(np.float32) + rng.random(image.shape, dtype=np.float32)) / 256.0
+            level = image.astype(np.float32)
+            if self.levels != 256:
+                level = np.round(level * ((self.levels - 1) / 255.0))
+            image = (level + rng.random(image.shape, dtype=np.float32)) / float(self.levels)
         else:
             image = image.astype(np.float32) / 255.0
         if self.centered:
@@ -163,6 +169,7 @@ def preprocess_from_config(config: ml_collections.ConfigDict, *, evaluation: boo
         centered=data.centered,
         crop=datasets.CATALOG[data.dataset].crop if data.dataset in datasets.CATALOG else None,
         points=datasets.is_point_dataset(data.dataset),
+        levels=datasets.quantization_levels(data.dataset),
     )
 
 

@@ -28,7 +28,7 @@ from configs import builders
 from training import digits_classifier
 from training.conditioning import Guidance, label_classes, label_count, parse_labels
 from training.data import build_dataset, get_data_inverse_scaler, load_uint8_images, open_split
-from training.datasets import is_point_dataset
+from training.datasets import is_point_dataset, quantization_levels
 from training.errors import UsageError
 from training.experiment import Experiment, load_trained
 from training.files import atomic_write_json
@@ -106,9 +106,10 @@ def split_bits_per_dim(config: ml_collections.ConfigDict, exp: Experiment, param
     its stored order, `eval.batch_size` at a time, `eval.num_probes` probes, solver tolerances
     `sampling.rtol` / `sampling.atol` (`training.likelihood.split_likelihood`).
 
-    Images are uniformly dequantised 8-bit data (Theis et al. 2016; always, as in the 2021 code,
-    whatever `data.uniform_dequantization` says for training), with the bin width of the model's
-    data range (2/256 if `data.centered`, else 1/256; `samplers.likelihood.bits_per_dim`).
+    Images are uniformly dequantised data (Theis et al. 2016; always, as in the 2021 code,
+    whatever `data.uniform_dequantization` says for training) in bins of the data set's L levels
+    (256; 17 for the digits), with the bin width of the model's data range (2/L if
+    `data.centered`, else 1/L; `samplers.likelihood.bits_per_dim`): bits/dim of the L-level data.
     2-D point data are continuous: no dequantisation, nats/dim.
     """
     check_max_examples(max_examples)
@@ -119,10 +120,11 @@ def split_bits_per_dim(config: ml_collections.ConfigDict, exp: Experiment, param
     batch_size += -batch_size % exp.mesh.size
     ds = build_dataset(data_config, split, batch_size=batch_size, seed=config.seed, shuffle=False, evaluation=True,
                        drop_remainder=False)
-    bin_width = None if points else (2.0 if config.data.centered else 1.0) / 256.0
-    return split_likelihood(exp, params, ds, rng, batch_size=batch_size, num_probes=config.eval.num_probes,
-                            rtol=config.sampling.rtol, atol=config.sampling.atol, bin_width=bin_width,
-                            max_examples=max_examples, max_steps=config.sampling.max_steps)
+    bin_width = None if points else (2.0 if config.data.centered else 1.0) / quantization_levels(config.data.dataset)
+    record = split_likelihood(exp, params, ds, rng, batch_size=batch_size, num_probes=config.eval.num_probes,
+                              rtol=config.sampling.rtol, atol=config.sampling.atol, bin_width=bin_width,
+                              max_examples=max_examples, max_steps=config.sampling.max_steps)
+    return record if points else {**record, "levels": quantization_levels(config.data.dataset)}
 
 
 def _write_json(path: pathlib.Path, record: dict) -> pathlib.Path:

@@ -18,6 +18,8 @@ from training.experiment import Experiment, make_score_fn
 from training.sharding import batch_sharding, replicated, shard_batch
 from training.state import Params
 
+NUM_WORST = 3
+
 
 def split_likelihood(exp: Experiment, params: Params, batches: Sequence[dict], rng: jax.Array, *,
                      batch_size: int, num_probes: int, rtol: float, atol: float, bin_width: float | None,
@@ -30,8 +32,9 @@ def split_likelihood(exp: Experiment, params: Params, batches: Sequence[dict], r
     solver tolerances `rtol` / `atol`. nfe is the mean per batch.
 
     Images (`bin_width` the width of one 8-bit bin in the model's range, the data already
-    dequantised): bits/dim, {"bpd", "bpd_stderr", "bpd_median", "num_examples", "nfe",
-    "bin_width", "dequantization"}. Continuous data (`bin_width=None`, 2-D points): nats/dim,
+    dequantised): bits/dim, {"bpd", "bpd_stderr", "bpd_median", "worst_examples", "num_examples",
+    "nfe", "bin_width", "dequantization"}; "worst_examples" lists the `NUM_WORST` largest
+    [position in the split, bpd] (the examples a mean far above the median comes from). Continuous data (`bin_width=None`, 2-D points): nats/dim,
     {"nll_nats_per_dim", "nll_nats_per_dim_stderr", "num_examples", "nfe", "unit"} (no "bpd").
     Both carry the failure counts "num_solves" (batches), "num_failed_solves" (batches with an
     example's solve stopped at `max_steps`), "num_unsolved_examples" and "num_nonfinite_examples": those examples are left out
@@ -75,7 +78,8 @@ def split_likelihood(exp: Experiment, params: Params, batches: Sequence[dict], r
         logging.warning("Likelihood: %d of %d examples left out (%d in solves stopped at max_steps=%d, %d "
                         "non-finite)", (failed | nonfinite).sum(), len(logp), failed.sum(), max_steps,
                         nonfinite.sum())
-    logp = logp[~failed & ~nonfinite]
+    kept = np.flatnonzero(~failed & ~nonfinite)
+    logp = logp[kept]
     if not len(logp):  # nothing to average: say so (null in JSON), never a NaN
         return {**record, "bpd" if bin_width is not None else "nll_nats_per_dim": None}
     if bin_width is None:
@@ -83,10 +87,12 @@ def split_likelihood(exp: Experiment, params: Params, batches: Sequence[dict], r
         return {"nll_nats_per_dim": float(nats.mean()), "nll_nats_per_dim_stderr": _stderr(nats), **record,
                 "unit": "nats/dim of continuous 2-D points (no dequantization)"}
     bpd = np.asarray(likelihood.bits_per_dim(logp, dims, bin_width))
-    # The median is reported beside the mean: one test example far outside the training data's
-    # support (README, demo) can dominate the mean by orders of magnitude.
+    # The median and the worst examples beside the mean: one example far outside the training
+    # data's support can dominate the mean by orders of magnitude, and it should be findable.
+    worst = np.argsort(-bpd)[:NUM_WORST]
     return {"bpd": float(bpd.mean()), "bpd_stderr": _stderr(bpd), "bpd_median": float(np.median(bpd)),
-            **record, "bin_width": bin_width, "dequantization": "uniform"}
+            "worst_examples": [[int(kept[i]), float(bpd[i])] for i in worst], **record, "bin_width": bin_width,
+            "dequantization": "uniform"}
 
 
 def check_max_examples(max_examples: int | None) -> None:

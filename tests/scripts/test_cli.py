@@ -90,8 +90,8 @@ def test_likelihood_writes_bits_per_dim_json(workdir):
     path = workdir / "eval" / f"bpd_test_step{TRAIN_STEPS}.json"
     stored = json.loads(path.read_text())
     assert {**stored, "file": str(path)} == record and stored["num_examples"] == 4 and stored["split"] == "test"
-    # A barely trained model on 8-bit data centred to [-1, 1]: finite, positive bits/dim, 2/256 bins.
-    assert np.isfinite(stored["bpd"]) and stored["bpd"] > 0 and stored["bin_width"] == 2 / 256
+    # A barely trained model on the 17-level digits centred to [-1, 1]: finite, positive bits/dim, 2/17 bins.
+    assert np.isfinite(stored["bpd"]) and stored["bpd"] > 0 and stored["bin_width"] == 2 / 17
     assert stored["nfe"] > 0
 
 

@@ -91,12 +91,17 @@ def train(case: str, *, steps: int = 2000, overrides: tuple[str, ...] = (), data
     return Trained(config, sde, model, precond, state, init_params)
 
 
-def relative_score_error(sde: sde_lib.SDE, score_fn: sde_lib.ScoreFn, t: float, *, n: int = 4000) -> jax.Array:
-    """sqrt(E|s - s*|^2 / E|s*|^2) over x_t ~ p_t (exact samples of the mixture perturbed to t)."""
+def score_reference(sde: sde_lib.SDE, t: float, *, n: int = 4000) -> tuple[jax.Array, jax.Array]:
+    """x_t ~ p_t `[n, 2]` (exact samples of the mixture perturbed to t) and the exact score there."""
     x = mixture().sample(jax.random.PRNGKey(1), n, t, sde)
-    tt = jnp.full((n,), t)
-    exact = mixture().score(x, tt, sde)
-    return jnp.sqrt(jnp.sum((score_fn(x, tt) - exact) ** 2) / jnp.sum(exact**2))
+    return x, mixture().score(x, jnp.full((n,), t), sde)
+
+
+def relative_score_error(sde: sde_lib.SDE, score_fn: sde_lib.ScoreFn, t: float, *, n: int = 4000,
+                         reference: tuple[jax.Array, jax.Array] | None = None) -> jax.Array:
+    """sqrt(E|s - s*|^2 / E|s*|^2) over x_t ~ p_t; `reference` is `score_reference(sde, t)`."""
+    x, exact = score_reference(sde, t, n=n) if reference is None else reference
+    return jnp.sqrt(jnp.sum((score_fn(x, jnp.full((x.shape[0],), t)) - exact) ** 2) / jnp.sum(exact**2))
 
 
 def sample(sde: sde_lib.SDE, score_fn: sde_lib.ScoreFn, n: int, key) -> jax.Array:
@@ -104,37 +109,49 @@ def sample(sde: sde_lib.SDE, score_fn: sde_lib.ScoreFn, n: int, key) -> jax.Arra
     return samplers.build_sampler("edm_heun", sde, num_steps=18)(key, score_fn, (n, 2))[0]
 
 
-def sample_distance(sde: sde_lib.SDE, score_fn: sde_lib.ScoreFn, *, n: int = 10_000) -> jax.Array:
-    """Sliced W2 between n model samples and n exact gmm8 samples (inf if any sample is not finite)."""
-    x = sample(sde, score_fn, n, jax.random.PRNGKey(2))
-    distance = sliced_wasserstein(jax.random.PRNGKey(3), x, mixture().sample(jax.random.PRNGKey(4), n))
+def sample_distance(sde: sde_lib.SDE, score_fn: sde_lib.ScoreFn, exact: jax.Array) -> jax.Array:
+    """Sliced W2 between model samples and the exact gmm8 samples `exact: [n, 2]` (inf if any
+    sample is not finite)."""
+    x = sample(sde, score_fn, exact.shape[0], jax.random.PRNGKey(2))
+    distance = sliced_wasserstein(jax.random.PRNGKey(3), x, exact)
     return jnp.where(jnp.all(jnp.isfinite(x)), distance, jnp.inf)
 
 
-def likelihood_gap(sde: sde_lib.SDE, score_fn: sde_lib.ScoreFn, *, n: int = 256) -> tuple[jax.Array, jax.Array]:
-    """Mean |log p_model(x) - log p(x)| (nats) over n held-out points by the PF ODE (exact
+def likelihood_gap(sde: sde_lib.SDE, score_fn: sde_lib.ScoreFn, x: jax.Array, exact_logp: jax.Array
+                   ) -> tuple[jax.Array, jax.Array]:
+    """Mean |log p_model(x) - log p(x)| (nats) over held-out points `x: [n, 2]` by the PF ODE (exact
     divergence), and whether the solve finished with finite values."""
-    x, _ = draw(jax.random.PRNGKey(5), n)
     out = log_likelihood(jax.random.PRNGKey(0), sde, score_fn, x, divergence="exact", rtol=1e-4, atol=1e-4,
                          eps=1e-3)
-    return jnp.mean(jnp.abs(out.logp - mixture().log_prob(x))), jnp.all(out.solved) & jnp.all(jnp.isfinite(out.logp))
+    return jnp.mean(jnp.abs(out.logp - exact_logp)), jnp.all(out.solved) & jnp.all(jnp.isfinite(out.logp))
 
 
-def make_measure(trained: Trained, score_fn_of=None):
-    """Jitted `measure(params) -> dict` of the three learning metrics; parameters are traced, so
-    the trained, raw and initial parameters share one compilation. `score_fn_of(params)` replaces
-    the model's score function (to break its wiring)."""
+def make_measure(trained: Trained, score_fn_of=None, times: tuple[float, ...] = TIMES):
+    """Jitted `measure(params) -> dict` of the three learning metrics, the score error at `times`;
+    parameters are traced, so the trained, raw and initial parameters share one compilation.
+    `score_fn_of(params)` replaces the model's score function (to break its wiring).
+
+    The exact references are computed once, outside the measured program: the mixture score's
+    batched solve inside it (jaxlib's parallel batched LAPACK) has deadlocked on a loaded CPU."""
     score_fn_of = score_fn_of or (lambda params: trained.score_fn(params))
+    held_out, _ = draw(jax.random.PRNGKey(5), 256)
+    references = jax.block_until_ready({
+        "scores": {t: score_reference(trained.sde, t) for t in times},
+        "samples": mixture().sample(jax.random.PRNGKey(4), 10_000),
+        "held_out": held_out, "logp": mixture().log_prob(held_out)})
 
     @jax.jit
-    def measure(params):
+    def measure(params, refs):
         score_fn = score_fn_of(params)
-        record = {f"score_error_t{t:g}": relative_score_error(trained.sde, score_fn, t) for t in TIMES}
-        record["sliced_w2"] = sample_distance(trained.sde, score_fn)
-        record["loglik_gap"], record["loglik_ok"] = likelihood_gap(trained.sde, score_fn)
+        record = {f"score_error_t{t:g}": relative_score_error(trained.sde, score_fn, t, reference=refs["scores"][t])
+                  for t in times}
+        record["sliced_w2"] = sample_distance(trained.sde, score_fn, refs["samples"])
+        record["loglik_gap"], record["loglik_ok"] = likelihood_gap(trained.sde, score_fn, refs["held_out"],
+                                                                   refs["logp"])
         return record
 
-    return lambda params: {k: float(v) if k != "loglik_ok" else bool(v) for k, v in measure(params).items()}
+    return lambda params: {k: float(v) if k != "loglik_ok" else bool(v)
+                           for k, v in measure(params, references).items()}
 
 
 def wrong_noise_labels(trained: Trained):
@@ -148,6 +165,14 @@ def wrong_noise_labels(trained: Trained):
         return sde_lib.score_from_eps(trained.sde, lambda x, t: net(x, trained.sde.marginal_std(t)))
 
     return score_fn_of
+
+
+def wrong_sigma_data(trained: Trained, sigma_data: float):
+    """The score with the trained EDM network under the preconditioning of another sigma_data:
+    c_skip, c_out and c_in all wrong (a wrong-coefficient wiring)."""
+    precond = dataclasses.replace(trained.precond, sigma_data=sigma_data)
+    return lambda params: models.get_score_fn(trained.sde, trained.model, params, train=False, continuous=True,
+                                              precond=precond)
 
 
 if __name__ == "__main__":
@@ -164,6 +189,10 @@ if __name__ == "__main__":
             print(case, "wrong noise labels", make_measure(trained, wrong_noise_labels(trained))(
                 trained.state.ema_params), flush=True)
             print(case, "untrained", measure(trained.init_params), flush=True)
+        if case == "edm":
+            for sigma_data in (0.5, 2.5):
+                print(case, "sigma_data", sigma_data, make_measure(trained, wrong_sigma_data(trained, sigma_data))(
+                    trained.state.ema_params), flush=True)
         if case == "vp":
             twice = train(case, data_scale=lambda x: 2.0 * x - 1.0)
             print(case, "data scaled twice", make_measure(twice)(twice.state.ema_params), flush=True)

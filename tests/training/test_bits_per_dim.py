@@ -1,5 +1,6 @@
-"""Bits/dim over a split: the dequantised digits in the model's range, the bin width of that range,
-max_examples with a padded last batch, and nats/dim (no dequantisation) for 2-D points."""
+"""Bits/dim over a split: the digits dequantised in their 17 levels in the model's range, the bin
+width of that range, max_examples with a padded last batch, and nats/dim (no dequantisation) for
+2-D points."""
 import jax
 import numpy as np
 import pytest
@@ -29,17 +30,17 @@ def test_digits_bpd_is_the_flow_nll_of_dequantised_data_with_the_range_bin_width
     rng = jax.random.PRNGKey(7)
     result = split_bits_per_dim(config, exp, params, "test", rng, max_examples=6)
     assert result["num_examples"] == 6 and result["dequantization"] == "uniform"
-    assert result["bin_width"] == (2 / 256 if centered else 1 / 256)
+    assert result["bin_width"] == (2 / 17 if centered else 1 / 17) and result["levels"] == 17
     assert result["nfe"] > 10 and result["bpd_stderr"] > 0
 
-    # The same numbers by hand: 8-bit test digits dequantised to (k + u) / 256 in the model's range,
+    # The same numbers by hand: 17-level test digits dequantised to (k + u) / 17 in the model's range,
     # batches of 4 (the second one padded), probes from fold_in(rng, batch).
     config = config.copy_and_resolve_references()
     config.data.uniform_dequantization = True
     ds = build_dataset(config, "test", batch_size=4, seed=config.seed, shuffle=False, evaluation=True)
     x = np.concatenate([ds[0]["image"], ds[1]["image"][:2], ds[1]["image"][1:2].repeat(2, 0)])
     low, high = (-1.0, 1.0) if centered else (0.0, 1.0)
-    assert x.min() >= low and x.max() <= high and len(np.unique(x)) > 100  # dequantised, not k/255
+    assert x.min() >= low and x.max() <= high and len(np.unique(x)) > 100  # dequantised, not k/16
     # jitted with traced parameters like the library's: at rtol 1e-3 a different rounding (eager, or
     # parameters folded in as constants) can take different adaptive steps
     @jax.jit
@@ -52,6 +53,9 @@ def test_digits_bpd_is_the_flow_nll_of_dequantised_data_with_the_range_bin_width
     bpd = likelihood.bits_per_dim(logp, 64, result["bin_width"])
     assert result["bpd"] == pytest.approx(float(np.mean(bpd)), abs=1e-4)
     assert result["bpd_median"] == pytest.approx(float(np.median(bpd)), abs=1e-4)
+    worst = np.argsort(-np.asarray(bpd))[:3]  # positions in the split, largest bits/dim first
+    assert [i for i, _ in result["worst_examples"]] == worst.tolist()
+    np.testing.assert_allclose([b for _, b in result["worst_examples"]], np.asarray(bpd)[worst], atol=1e-4)
 
 
 def test_points_report_nats_per_dim_without_dequantisation():

@@ -86,14 +86,24 @@ def test_uncentered_scalers_are_identity():
     assert np.array_equal(data.get_data_inverse_scaler(config)(x), x)
 
 
-def test_dequantisation_is_k_plus_uniform_over_256(tfds_dir):
+def test_digits_dequantise_into_their_17_levels(tfds_dir):
     plain = data.build_dataset(_config(tfds_dir), "train", batch_size=BATCH, seed=3)[2]["image"]
     deq = data.build_dataset(_config(tfds_dir, uniform_dequantization=True), "train", batch_size=BATCH,
                              seed=3)[2]["image"]
-    k = np.rint(plain * 255)
-    assert np.array_equal(np.floor(deq * 256), k), "x = (k + u) / 256 with u in [0, 1)"
-    u = deq * 256 - k
+    k = np.rint(plain * 16)  # ink level 0..16
+    assert datasets.quantization_levels("digits") == 17
+    assert np.array_equal(np.floor(deq * 17), k), "x = (k + u) / 17 with u in [0, 1)"
+    u = deq * 17 - k
     assert 0.0 <= u.min() and u.max() < 1.0 and 0.4 < u.mean() < 0.6
+
+
+def test_8_bit_images_dequantise_into_256_levels():
+    preprocess = data.Preprocess(image_size=8, num_channels=1, uniform_dequantization=True)
+    rng = np.random.default_rng(0)
+    for v in (0, 1, 128, 255):
+        x = preprocess({"image": np.full((8, 8, 1), v, np.uint8)}, rng)["image"]
+        assert np.array_equal(np.floor(x * 256), np.full_like(x, v)), "x = (v + u) / 256 with u in [0, 1)"
+    assert datasets.quantization_levels("cifar10") == 256
 
 
 def test_same_seed_and_step_give_the_same_batch(tfds_dir):

@@ -7,10 +7,13 @@ Public API:
   use), a user's folder of images ("image_folder", with `data_dir` the folder) and any TFDS
   catalog data set prepared locally (`CATALOG` short names such as "cifar10", "celeba", or a
   TFDS name).
+- `quantization_levels(name)`: how many intensity levels the data set's images have (bins of
+  dequantisation and bits/dim).
 - Builders `Digits`, `Toy2d`; `default_cache_dir()`; `ImageFolder`; `center_crop_resize`.
 """
 import pathlib
 
+from training.datasets import digits
 from training.datasets.catalog import CATALOG, CatalogEntry, catalog_source, default_data_dir
 from training.datasets.digits import Digits
 from training.datasets.embedded import EMBEDDED, default_cache_dir, embedded_builder, embedded_source
@@ -24,6 +27,13 @@ IMAGE_FOLDER = "image_folder"
 def is_point_dataset(name: str) -> bool:
     """Whether `name` gives 2-D points ([B, 2]) rather than images."""
     return name.partition("/")[0] == "toy2d"
+
+
+def quantization_levels(name: str) -> int:
+    """Intensity levels of the images of `name`: 17 for the digits (ink counts 0..16 stored as
+    uint8), 256 for 8-bit images. Dequantising 17-level data into 256 bins would leave the data on
+    17 spikes of width 1/256 per pixel, which a density model sharpens without end."""
+    return digits.NUM_LEVELS if name == "digits" else 256
 
 
 def open_source(name: str, split: str, *, data_dir: str | pathlib.Path | None, image_size: int,
@@ -47,5 +57,5 @@ def open_source(name: str, split: str, *, data_dir: str | pathlib.Path | None, i
 __all__ = [
     "CATALOG", "EMBEDDED", "IMAGE_FOLDER", "CatalogEntry", "Digits", "ImageFolder", "Toy2d",
     "catalog_source", "center_crop_resize", "default_cache_dir", "default_data_dir",
-    "embedded_builder", "embedded_source", "is_point_dataset", "open_source",
+    "embedded_builder", "embedded_source", "is_point_dataset", "open_source", "quantization_levels",
 ]

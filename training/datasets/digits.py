@@ -2,8 +2,9 @@
 
 The images ship inside scikit-learn, so building needs no download and no TensorFlow. Each pixel
 counts ink on a 4x4 block of a 32x32 bitmap (0..16); it is stored as uint8 ``round(k * 255 / 16)``
-so that the usual [0, 1] scaling and 8-bit dequantisation apply unchanged. The train/test split
-is a fixed permutation (seed 0): 1497 train and 300 test images.
+so that the usual [0, 1] scaling applies unchanged. The data have `NUM_LEVELS` = 17 levels, not
+256: dequantisation and bits/dim use bins of the 17 levels (`training.datasets.quantization_levels`).
+The train/test split is a fixed permutation (seed 0): 1497 train and 300 test images.
 """
 import numpy as np
 import tensorflow_datasets as tfds
@@ -12,6 +13,7 @@ NUM_EXAMPLES = 1797
 NUM_TEST = 300
 SPLIT_SEED = 0
 MAX_LEVEL = 16
+NUM_LEVELS = MAX_LEVEL + 1
 
 
 def split_indices(split: str) -> np.ndarray:
