@@ -70,7 +70,7 @@ def reference_step(reference_dir: str, config_file: str, batch_size: int) -> Cal
     batch = torch.from_numpy(np.random.default_rng(0).uniform(size=shape).astype(np.float32)) * 2 - 1
 
     def step():
-        if not np.isfinite(float(step_fn(state, batch))):
+        if not np.isfinite(float(step_fn(state, batch).detach())):
             raise FloatingPointError("non-finite loss in the reference's training step")
     return step
 
