@@ -6,11 +6,14 @@ For each SDE, sampler and budget of score evaluations (nfe), the sampler is buil
 that spends that budget and run once (jitted) from one shared prior sample at T (so the deterministic
 samplers differ only by their discretisation error) with the exact mixture score
 (`sde_lib.GaussianMixture.score_fn`), and scored by the sliced 1-Wasserstein distance
-(`samplers.sample_distance.sliced_wasserstein_1`) of its `--num_samples` outputs to as many exact
-samples. Each sigma-space solver runs with its defaults ("default") and over a sweep of its last noise
-level sigma_min and Karras schedule exponent rho ("best": the lowest of the sweep and the default;
-rho = 100 is nearly log-SNR-uniform). The adaptive probability-flow ODE sweeps its tolerance instead
-and reports the nfe it used. The same distance between two independent exact sample sets (mean over
+(`samplers.sample_distance.sliced_wasserstein_1`, computed on the host) of its `--num_samples` outputs
+to as many exact samples. Each sigma-space solver runs with its defaults ("default"), with the noise levels its peers
+use by default ("peer": k-diffusion's Karras schedule, rho = 7 from sigma(T) down to sigma(eps); DDIM's
+own time-uniform steps for `ddim`), and over a sweep of its last noise level sigma_min and Karras
+schedule exponent rho ("best": the lowest of the sweep, rescored on all samples, and the default;
+rho = 100 is nearly log-SNR-uniform). The sweep scores each setting on the first `--sweep_samples`
+samples, then reruns its winner on all of them. The adaptive probability-flow ODE sweeps its tolerance
+instead and reports the nfe it used. The same distance between two independent exact sample sets (mean over
 `--noise_pairs` pairs) is the Monte Carlo floor: no sampler can be told apart from exact below it.
 The VE SDE spans EDM's sigma range [0.002, 80]; VP and sub-VP have their defaults.
 
@@ -20,6 +23,7 @@ Writes `benchmark_samplers.json` (also printed to stdout as one JSON document), 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import pathlib
@@ -39,7 +43,6 @@ from samplers.edm_heun import EDMHeunSampler
 from samplers.lms import LMSSampler
 from samplers.ode import ODESampler
 from samplers.pc import PCSampler
-from samplers.sample_distance import sliced_wasserstein_1
 from samplers.unipc import UniPCSampler
 
 flags.DEFINE_list("sdes", ["vpsde", "subvpsde", "vesde"], "SDEs whose exact mixture scores are used.")
@@ -50,10 +53,14 @@ flags.DEFINE_list("sweep_sigma_min", ["0.005", "0.02", "0.05", "0.1", "0.15", "0
                   "Last noise levels of the sweep (with each --sweep_rho); empty: defaults only.")
 flags.DEFINE_list("sweep_rho", ["3", "7", "100"], "Karras exponents of the sweep.")
 flags.DEFINE_integer("num_samples", 100_000, "Samples per sampler run (and exact samples).")
+flags.DEFINE_integer("sweep_samples", 20_000, "Samples per run of the sigma_min x rho sweep (its winner is "
+                     "rerun with --num_samples).")
 flags.DEFINE_integer("num_projections", 64, "Random directions of the sliced Wasserstein distance.")
 flags.DEFINE_integer("noise_pairs", 4, "Exact-vs-exact pairs averaged for the Monte Carlo floor.")
 flags.DEFINE_integer("seed", 0, "Seed of the sampler runs, exact samples and projections.")
 flags.DEFINE_string("out", "benchmark_samplers", "Output directory for the JSON file, plot and table.")
+flags.DEFINE_list("merge", None, "JSON reports of earlier runs (e.g. one per SDE, run side by side) to combine "
+                  "into one report, table and plot in --out, running nothing.")
 FLAGS = flags.FLAGS
 
 # Four well-separated anisotropic components with unequal weights (as in tests/samplers/test_mixture.py).
@@ -100,6 +107,8 @@ SIGMA_SPACE: dict[str, Callable[[sde_lib.SDE, int], object | None]] = {
     "unipc": lambda sde, nfe: UniPCSampler(sde, num_steps=nfe),
     "dpm_solver_2m_sde": lambda sde, nfe: DPMSolverSDESampler(sde, num_steps=nfe, order=2),
     "dpm_solver_3m_sde": lambda sde, nfe: DPMSolverSDESampler(sde, num_steps=nfe, order=3),
+    # order 1, eta = 1: DDPM's ancestral step q(x_s | x_t, x_0 = D), the stochastic baseline
+    "ddpm_ancestral": lambda sde, nfe: DPMSolverSDESampler(sde, num_steps=nfe, order=1),
 }
 DETERMINISTIC_ORDER = {"ddim": 1, "edm_heun": 2, "dpm_solver_2m": 2, "dpm_solver_3m": 3, "lms": 4, "unipc": 4}
 OTHERS: dict[str, Callable[[sde_lib.SDE, int], object | None]] = {
@@ -112,6 +121,25 @@ ADAPTIVE = "ode_tsit5"
 ALL = [*SIGMA_SPACE, *OTHERS, ADAPTIVE]
 
 
+def projection_directions(key: jax.Array, dim: int, num_projections: int) -> np.ndarray:
+    """The unit directions `[dim, P]` that `sliced_wasserstein_1(key, ...)` draws."""
+    directions = np.asarray(jax.random.normal(key, (dim, num_projections), jnp.float64))
+    return directions / np.linalg.norm(directions, axis=0, keepdims=True)
+
+
+def sorted_projections(x, directions: np.ndarray) -> np.ndarray:
+    """Projections of `x: [n, dim]` on `directions`, sorted per direction: `[n, P]`.
+
+    On the host: XLA's CPU sort of [100k, 64] took 10-25 s against numpy's 0.7 s (jax 0.10)."""
+    return np.sort(np.asarray(x, np.float64) @ directions, axis=0)
+
+
+def sliced_w1_to(x, reference: np.ndarray, directions: np.ndarray) -> float:
+    """`samplers.sample_distance.sliced_wasserstein_1` of x to the samples whose sorted projections
+    are `reference` (computed once per exact set)."""
+    return float(np.mean(np.abs(sorted_projections(x, directions) - reference)))
+
+
 @dataclasses.dataclass(frozen=True)
 class Problem:
     """One SDE's benchmark inputs: exact samples `[n, 2]`, the shared prior sample and the keys."""
@@ -120,11 +148,18 @@ class Problem:
     exact: jax.Array
     x_init: jax.Array
     run_key: jax.Array
-    projection_key: jax.Array
-    num_projections: int
+    directions: np.ndarray
 
-    def distance(self, x: jax.Array) -> jax.Array:
-        return sliced_wasserstein_1(self.projection_key, x, self.exact, self.num_projections)
+    @functools.cached_property
+    def reference(self) -> np.ndarray:
+        return sorted_projections(self.exact, self.directions)
+
+    def distance(self, x: jax.Array) -> float:
+        return sliced_w1_to(x, self.reference, self.directions)
+
+    def subset(self, n: int) -> Problem:
+        """The same problem on the first n exact samples and prior draws."""
+        return Problem(self.sde, self.exact[:n], self.x_init[:n], self.run_key, self.directions)
 
     def run(self, sampler) -> tuple[float, int, float]:
         """(distance, nfe, seconds incl. compile) of one jitted call of `sampler`."""
@@ -132,39 +167,51 @@ class Problem:
         start = time.perf_counter()
         x, nfe = jax.jit(lambda key, x_init: sampler(key, score_fn, self.exact.shape, x_init=x_init))(
             self.run_key, self.x_init)
-        distance = float(jax.jit(self.distance)(x))
-        return distance, int(nfe), time.perf_counter() - start
+        return self.distance(x), int(nfe), time.perf_counter() - start
 
-    def sweep(self, sampler, sigma_mins: np.ndarray, rhos: np.ndarray) -> np.ndarray:
-        """Distances of `sampler` on the Karras schedule at each (sigma_min, rho) pair: one compiled
-        program with the pair traced, run once per pair (the same noise for every pair).
+    def sweep(self, sampler, sigma_mins, rhos, schedule: str = "karras") -> np.ndarray:
+        """Distances of `sampler` on `schedule` at each (sigma_min, rho) pair: one compiled program per
+        sampler, schedule and sample count with the pair traced, run once per pair (the same noise
+        for every pair).
 
         A loop, not `vmap` over the grid, which would hold every pair's samples at once."""
-        score_fn = mixture_score_fn(self.sde)
-
-        @jax.jit
-        def run_one(key, x_init, sigma_min, rho):
-            swept = dataclasses.replace(sampler, schedule="karras", sigma_min=sigma_min, rho=rho)
-            return swept(key, score_fn, self.exact.shape, x_init=x_init)[0]
-
-        distance = jax.jit(self.distance)
+        run_one = _swept_program(sampler, schedule)
         dtype = self.exact.dtype
-        return np.array([float(distance(run_one(self.run_key, self.x_init, jnp.asarray(sigma_min, dtype),
-                                                    jnp.asarray(rho, dtype))))
-                         for sigma_min, rho in zip(sigma_mins, rhos, strict=True)])
+        return np.array([self.distance(run_one(self.run_key, self.x_init, jnp.asarray(sigma_min, dtype),
+                                               jnp.asarray(rho, dtype)))
+                         for sigma_min, rho in zip(np.atleast_1d(sigma_mins), np.atleast_1d(rhos), strict=True)])
 
 
-def noise_floor(rng: jax.Array, n: int, pairs: int, projection_key: jax.Array, num_projections: int
-                ) -> tuple[float, float]:
-    """Mean and standard deviation of the sliced W1 between two independent exact n-sample sets."""
+@functools.cache
+def _swept_program(sampler, schedule: str):
+    """`sampler` on `schedule` as a jitted function of (key, x_init, sigma_min, rho)."""
+    score_fn = mixture_score_fn(sampler.sde)
+
     @jax.jit
-    def one(key):
-        a_key, b_key = jax.random.split(key)
-        return sliced_wasserstein_1(projection_key, MIXTURE.sample(a_key, n, dtype=jnp.float64),
-                                    MIXTURE.sample(b_key, n, dtype=jnp.float64), num_projections)
+    def run_one(key, x_init, sigma_min, rho):
+        swept = dataclasses.replace(sampler, schedule=schedule, sigma_min=sigma_min, rho=rho)
+        return swept(key, score_fn, x_init.shape, x_init=x_init)[0]
 
-    values = [float(one(key)) for key in jax.random.split(rng, pairs)]
+    return run_one
+
+
+def noise_floor(rng: jax.Array, n: int, pairs: int, directions: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation of the sliced W1 between two independent exact n-sample sets."""
+    sample = jax.jit(lambda key: MIXTURE.sample(key, n, dtype=jnp.float64))
+    values = []
+    for key in jax.random.split(rng, pairs):
+        a_key, b_key = jax.random.split(key)
+        values.append(sliced_w1_to(sample(a_key), sorted_projections(sample(b_key), directions), directions))
     return float(np.mean(values)), float(np.std(values))
+
+
+def peer_setting(sampler) -> dict:
+    """The noise levels peers use by default for `sampler`'s method: k-diffusion's Karras schedule
+    (rho = 7, sigma(T) down to sigma(eps)), or for DDIM its paper's uniform steps in t down to eps."""
+    sigma_min = float(sampler.sde.sigma(jnp.asarray(sampler.eps, jnp.float64)))
+    if isinstance(sampler, DDIMSampler):
+        return {"schedule": "uniform_t", "sigma_min": sigma_min}
+    return {"schedule": "karras", "sigma_min": sigma_min, "rho": 7.0}
 
 
 def _build(table: dict, name: str, sde, budget: int):
@@ -181,15 +228,21 @@ def _finite(value: float) -> float | None:
 
 
 def benchmark_sde(problem: Problem, sde_name: str, names: list[str], budgets: list[int],
-                  grid: tuple[np.ndarray, np.ndarray]) -> list[dict]:
+                  grid: tuple[np.ndarray, np.ndarray], sweep_samples: int) -> list[dict]:
     """Result entries (JSON-ready) of every sampler and budget for one SDE."""
     results = []
+
+    def record(entry: dict) -> None:
+        results.append({"sde": sde_name, **entry})
+        logging.info("%s", results[-1])
+
+    sweep_problem = problem.subset(sweep_samples)
     for name in names:
         if name == ADAPTIVE:
             for tol in FLAGS.ode_tolerances:
                 distance, nfe, seconds = problem.run(ODESampler(problem.sde, rtol=float(tol), atol=float(tol)))
-                results.append({"sde": sde_name, "sampler": name, "setting": "default", "nfe": nfe,
-                                "sliced_w1": _finite(distance), "rtol": float(tol), "seconds": seconds})
+                record({"sampler": name, "setting": "default", "nfe": nfe, "sliced_w1": _finite(distance),
+                        "rtol": float(tol), "seconds": seconds})
             continue
         table = SIGMA_SPACE if name in SIGMA_SPACE else OTHERS
         for budget in budgets:
@@ -197,92 +250,136 @@ def benchmark_sde(problem: Problem, sde_name: str, names: list[str], budgets: li
             if sampler is None:
                 continue
             distance, nfe, seconds = problem.run(sampler)
-            entry = {"sde": sde_name, "sampler": name, "setting": "default", "nfe": nfe,
-                     "sliced_w1": _finite(distance), "seconds": seconds}
-            results.append(entry)
-            logging.info("%s", entry)
-            if name not in SIGMA_SPACE or not grid[0].size:
+            record({"sampler": name, "setting": "default", "nfe": nfe, "sliced_w1": _finite(distance),
+                    "seconds": seconds})
+            if name not in SIGMA_SPACE:
+                continue
+            peer = peer_setting(sampler)
+            start = time.perf_counter()
+            peer_distance = float(problem.sweep(sampler, peer["sigma_min"], peer.get("rho", 7.0), peer["schedule"])[0])
+            record({"sampler": name, "setting": "peer", "nfe": nfe, "sliced_w1": _finite(peer_distance), **peer,
+                    "seconds": time.perf_counter() - start})
+            if not grid[0].size:
                 continue
             start = time.perf_counter()
-            swept = problem.sweep(sampler, *grid)
+            swept = sweep_problem.sweep(sampler, *grid)
             swept = np.where(np.isfinite(swept), swept, np.inf)
             best = int(np.argmin(swept))
-            if swept[best] < distance or not math.isfinite(distance):
-                setting = {"schedule": "karras", "sigma_min": float(grid[0][best]), "rho": float(grid[1][best])}
-                best_distance = float(swept[best])
-            else:
+            setting = {"schedule": "karras", "sigma_min": float(grid[0][best]), "rho": float(grid[1][best])}
+            best_distance = float(problem.sweep(sampler, setting["sigma_min"], setting["rho"])[0])
+            if not best_distance < distance and math.isfinite(distance):
                 setting, best_distance = {"schedule": sampler.schedule, "sigma_min": "default"}, distance
-            results.append({"sde": sde_name, "sampler": name, "setting": "best", "nfe": nfe,
-                            "sliced_w1": _finite(best_distance), **setting,
-                            "seconds": time.perf_counter() - start})
-            logging.info("%s", results[-1])
+            record({"sampler": name, "setting": "best", "nfe": nfe, "sliced_w1": _finite(best_distance), **setting,
+                    "seconds": time.perf_counter() - start})
     return results
 
 
 def summary(results: list[dict], floor: float) -> dict:
-    """Per SDE and nfe: the best default sampler; per SDE: whether each deterministic solver of order
-    >= 2 is within 1.5x the Monte Carlo floor at the largest budget."""
+    """Per SDE and nfe: the best sampler at its defaults and at its peers' settings; per SDE: whether
+    each deterministic solver of order >= 2 is within 1.5x the Monte Carlo floor at the largest budget."""
     out = {}
     for sde_name in dict.fromkeys(r["sde"] for r in results):
-        rows = [r for r in results if r["sde"] == sde_name and r["setting"] == "default" and r["sliced_w1"] is not None
-                and r["sampler"] != ADAPTIVE]
-        best_default = {}
-        for nfe in sorted({r["nfe"] for r in rows}):
-            top = min((r for r in rows if r["nfe"] == nfe), key=lambda r: r["sliced_w1"])
-            best_default[str(nfe)] = {"sampler": top["sampler"], "sliced_w1": top["sliced_w1"]}
-        largest = max((r["nfe"] for r in rows), default=0)
-        floor_band = {name: next((r["sliced_w1"] <= 1.5 * floor for r in rows
+        rows = {setting: [r for r in results if r["sde"] == sde_name and r["setting"] == setting
+                          and r["sliced_w1"] is not None and r["sampler"] != ADAPTIVE]
+                for setting in ("default", "peer")}
+        best = {}
+        for setting, chosen in rows.items():
+            best[f"best_{setting}"] = {
+                str(nfe): {k: top[k] for k in ("sampler", "sliced_w1")}
+                for nfe in sorted({r["nfe"] for r in chosen})
+                for top in [min((r for r in chosen if r["nfe"] == nfe), key=lambda r: r["sliced_w1"])]}
+        largest = max((r["nfe"] for r in rows["default"]), default=0)
+        floor_band = {name: next((r["sliced_w1"] <= 1.5 * floor for r in rows["default"]
                                   if r["sampler"] == name and r["nfe"] == largest), None)
                       for name, order in DETERMINISTIC_ORDER.items() if order >= 2}
-        out[sde_name] = {"best_default": best_default, f"order2_in_floor_band_at_{largest}": floor_band}
+        out[sde_name] = {**best, f"order2_in_floor_band_at_{largest}": floor_band}
     return out
 
 
+SETTINGS = ("default", "peer", "best")
+
+
+def _column(nfe: int, budgets: list[int]) -> int | None:
+    """The budget a run of `nfe` evaluations spent (EDM Heun uses 2n - 1, PC 2 per step)."""
+    return min((b for b in budgets if b >= nfe), default=None)
+
+
 def markdown_table(results: list[dict], floor: float, budgets: list[int]) -> str:
-    """README table: sliced W1 per sampler (rows) and nfe (columns), `default / best`, per SDE."""
+    """README table: sliced W1 per sampler (rows) and nfe (columns), `default / peer / best`, per SDE."""
     lines = []
     for sde_name in dict.fromkeys(r["sde"] for r in results):
-        lines += [f"**{sde_name}** (Monte Carlo floor {floor:.4f})", "",
+        lines += [f"**{sde_name}** (Monte Carlo floor {floor:.4f}; cells: default / peer / best)", "",
                   "| sampler | " + " | ".join(f"{b} nfe" for b in budgets) + " |",
                   "|---|" + "---|" * len(budgets)]
         for name in dict.fromkeys(r["sampler"] for r in results if r["sde"] == sde_name and r["sampler"] != ADAPTIVE):
             cells = []
             for budget in budgets:
-                found = {r["setting"]: r["sliced_w1"] for r in results
-                         if r["sde"] == sde_name and r["sampler"] == name and r["nfe"] == budget}
-                text = "-" if found.get("default") is None else f"{found['default']:.3f}"
-                if found.get("best") is not None:
-                    text += f" / {found['best']:.3f}"
-                cells.append(text)
+                found = {r["setting"]: r["sliced_w1"] for r in results if r["sde"] == sde_name
+                         and r["sampler"] == name and _column(r["nfe"], budgets) == budget}
+                cells.append(" / ".join("-" if found.get(setting) is None else f"{found[setting]:.3f}"
+                                        for setting in SETTINGS if setting in found or setting == "default"))
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
 
 
 def plot(results: list[dict], floor: float, path: pathlib.Path) -> None:
-    """Log-log plots of distance against nfe, one panel per SDE; default solid, best dashed."""
+    """Log-log plots of distance against nfe, one column per SDE: defaults (solid) and peers' settings
+    (dotted) above, the best swept setting below."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     sdes = list(dict.fromkeys(r["sde"] for r in results))
-    fig, axes = plt.subplots(1, len(sdes), figsize=(6 * len(sdes), 4.5), squeeze=False)
-    for ax, sde_name in zip(axes[0], sdes, strict=True):
-        for i, name in enumerate(dict.fromkeys(r["sampler"] for r in results if r["sde"] == sde_name)):
-            for setting, style in (("default", "-"), ("best", "--")):
-                points = sorted((r["nfe"], r["sliced_w1"]) for r in results if r["sde"] == sde_name
-                                and r["sampler"] == name and r["setting"] == setting and r["sliced_w1"] is not None)
-                if points:
-                    ax.plot(*zip(*points, strict=True), style, marker="o", markersize=3, color=f"C{i % 10}",
-                            label=name if setting == "default" else None)
-        ax.axhline(floor, color="gray", linestyle=":", label="exact vs exact (MC floor)")
-        ax.set(xscale="log", yscale="log", xlabel="score evaluations per sample (nfe)",
-               ylabel="sliced W1 to exact samples", title=f"2-D mixture, {sde_name} (dashed: best setting)")
-        ax.legend(fontsize=6)
+    names = list(dict.fromkeys(r["sampler"] for r in results))
+    fig, axes = plt.subplots(2, len(sdes), figsize=(6 * len(sdes), 9), squeeze=False, sharey=True)
+    for column, sde_name in enumerate(sdes):
+        for row, panel in enumerate((("default", "peer"), ("best",))):
+            ax = axes[row, column]
+            for i, name in enumerate(names):
+                for setting in panel:
+                    points = sorted((r["nfe"], r["sliced_w1"]) for r in results if r["sde"] == sde_name
+                                    and r["sampler"] == name and r["setting"] == setting and r["sliced_w1"] is not None)
+                    if points:
+                        ax.plot(*zip(*points, strict=True), ":" if setting == "peer" else "-", marker="o",
+                                markersize=3, color=f"C{i % 10}", linewidth=1.2 if i < 10 else 2.2,
+                                label=name if setting == panel[0] else None)
+            ax.axhline(floor, color="gray", linestyle="--", label="exact vs exact (MC floor)")
+            title = "defaults (dotted: peers' schedule)" if row == 0 else "best of the sigma_min x rho sweep"
+            ax.set(xscale="log", yscale="log", xlabel="score evaluations per sample (nfe)",
+                   ylabel="sliced W1 to exact samples", title=f"2-D mixture, {sde_name}: {title}")
+            ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def write_outputs(report: dict, budgets: list[int], out: pathlib.Path) -> None:
+    """The JSON report, README table and plot of `report` into `out`."""
+    (out / "benchmark_samplers.json").write_text(json.dumps(report, indent=1))
+    (out / "benchmark_samplers.md").write_text(markdown_table(report["results"], report["noise_floor"]["mean"], budgets))
+    plot(report["results"], report["noise_floor"]["mean"], out / "benchmark_samplers.png")
+
+
+def merge(paths: list[str]) -> dict:
+    """One report from reports of the same samples (seed, sizes), e.g. one per SDE."""
+    reports = []
+    for path in paths:
+        try:
+            reports.append(json.loads(pathlib.Path(path).read_text()))
+        except (OSError, ValueError) as error:
+            raise app.UsageError(f"--merge: cannot read report {path}: {error}") from None
+    keys = ("num_samples", "num_projections", "seed", "noise_floor")
+    for path, report in zip(paths[1:], reports[1:], strict=True):
+        if any(report.get(k) != reports[0].get(k) for k in keys):
+            raise app.UsageError(f"--merge: {path} differs from {paths[0]} in one of {', '.join(keys)}")
+    merged = {**reports[0], "sdes": {}, "results": []}
+    for report in reports:
+        merged["sdes"].update(report["sdes"])
+        merged["results"] += report["results"]
+    merged["summary"] = summary(merged["results"], merged["noise_floor"]["mean"])
+    return merged
 
 
 def main(argv: list[str]) -> None:
@@ -304,29 +401,31 @@ def main(argv: list[str]) -> None:
     grid = tuple(np.ravel(g) for g in np.meshgrid(sigma_mins, rhos, indexing="ij"))
     out = pathlib.Path(FLAGS.out)
     out.mkdir(parents=True, exist_ok=True)
+    if FLAGS.merge:
+        report = merge(FLAGS.merge)
+        write_outputs(report, budgets, out)
+        print(json.dumps(report))
+        return
 
     exact_key, projection_key, noise_key, prior_key, run_key = jax.random.split(jax.random.key(FLAGS.seed), 5)
     exact = MIXTURE.sample(exact_key, FLAGS.num_samples, dtype=jnp.float64)
-    floor, floor_std = noise_floor(noise_key, FLAGS.num_samples, FLAGS.noise_pairs, projection_key,
-                                   FLAGS.num_projections)
+    directions = projection_directions(projection_key, exact.shape[1], FLAGS.num_projections)
+    floor, floor_std = noise_floor(noise_key, FLAGS.num_samples, FLAGS.noise_pairs, directions)
     logging.info("exact-vs-exact sliced W1: %.4f +- %.4f", floor, floor_std)
     results, sdes = [], {}
     for sde_name in FLAGS.sdes:
         sde = sde_lib.build_sde(sde_name, **SDE_KWARGS.get(sde_name, {}))
         sdes[sde_name] = repr(sde)
-        problem = Problem(sde, exact, sde.prior_sampling(prior_key, exact.shape, exact.dtype), run_key, projection_key,
-                          FLAGS.num_projections)
-        results += benchmark_sde(problem, sde_name, names, budgets, grid)
-
-    report = {
-        "sdes": sdes, "num_samples": FLAGS.num_samples, "num_projections": FLAGS.num_projections,
-        "seed": FLAGS.seed, "noise_floor": {"mean": floor, "std": floor_std, "pairs": FLAGS.noise_pairs},
-        "sweep": {"sigma_min": sigma_mins.tolist(), "rho": rhos.tolist(), "schedule": "karras"},
-        "device": str(jax.devices()[0]), "summary": summary(results, floor), "results": results,
-    }
-    (out / "benchmark_samplers.json").write_text(json.dumps(report, indent=1))
-    (out / "benchmark_samplers.md").write_text(markdown_table(results, floor, budgets))
-    plot(results, floor, out / "benchmark_samplers.png")
+        problem = Problem(sde, exact, sde.prior_sampling(prior_key, exact.shape, exact.dtype), run_key, directions)
+        results += benchmark_sde(problem, sde_name, names, budgets, grid, min(FLAGS.sweep_samples, FLAGS.num_samples))
+        report = {
+            "sdes": sdes, "num_samples": FLAGS.num_samples, "num_projections": FLAGS.num_projections,
+            "seed": FLAGS.seed, "noise_floor": {"mean": floor, "std": floor_std, "pairs": FLAGS.noise_pairs},
+            "sweep": {"sigma_min": sigma_mins.tolist(), "rho": rhos.tolist(), "schedule": "karras",
+                      "samples": FLAGS.sweep_samples},
+            "device": str(jax.devices()[0]), "summary": summary(results, floor), "results": results,
+        }
+        write_outputs(report, budgets, out)  # after each SDE, so that a long run leaves its finished part
     print(json.dumps(report))
     logging.info("wrote %s, .md and .png", out / "benchmark_samplers.json")
 

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
+from models.build import ONE_OFF_COMPILER_OPTIONS
 from training.sharding import replicated
 
 Params = Any
@@ -63,7 +64,8 @@ def init_sharded_state(
     """
     abstract = abstract_train_state(rng, init_params, optimizer, mesh)
     shardings = jax.tree.map(lambda a: a.sharding, abstract)
-    state = jax.jit(lambda key: create_train_state(key, init_params, optimizer), out_shardings=shardings)(rng)
+    create = jax.jit(lambda key: create_train_state(key, init_params, optimizer), out_shardings=shardings)
+    state = create.lower(rng).compile(ONE_OFF_COMPILER_OPTIONS)(rng)
     return state, abstract
 
 

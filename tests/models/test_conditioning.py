@@ -28,7 +28,7 @@ def _count(tree) -> int:
     return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(tree))
 
 
-@pytest.mark.parametrize("name", NETS)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n == "mlp" else pytest.mark.slow) for n in NETS])
 def test_conditional_network_adds_only_a_label_table_and_the_null_class_is_the_default(name):
     build, shape, emb = NETS[name]
     x, noise = jax.random.normal(jax.random.key(0), shape), jnp.array([0.3, 0.7])
@@ -41,10 +41,11 @@ def test_conditional_network_adds_only_a_label_table_and_the_null_class_is_the_d
     # Same tree otherwise: the unconditional layers are named as before.
     assert jax.tree.structure({k: v for k, v in p1.items() if k != "label_embedding"}) == jax.tree.structure(p0)
     p1 = jax.tree.map(lambda a: a + 0.05 * jax.random.normal(jax.random.key(2), a.shape), p1)
-    run = jax.jit(lambda p, y: cond.apply({"params": p}, x, noise, class_labels=y))
-    null = cond.apply({"params": p1}, x, noise)
-    np.testing.assert_allclose(np.asarray(run(p1, jnp.array([10, 10]))), np.asarray(null), rtol=1e-5, atol=1e-6)
-    assert not np.allclose(run(p1, jnp.array([3, 3])), run(p1, jnp.array([4, 4])))
+    # One compiled program: the default (no labels) and three labelled calls.
+    null, ten, three, four = jax.jit(lambda p: (cond.apply({"params": p}, x, noise), *(
+        cond.apply({"params": p}, x, noise, class_labels=jnp.full((2,), c)) for c in (10, 3, 4))))(p1)
+    np.testing.assert_allclose(np.asarray(ten), np.asarray(null), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(three, four)
 
 
 def test_labels_are_refused_by_unconditional_networks():
@@ -56,24 +57,37 @@ def test_labels_are_refused_by_unconditional_networks():
     assert models.num_label_classes(NCSN(num_classes=10, nf=8)) == 0  # NCSN's "classes" are noise levels
 
 
-def test_edm_preconditioned_ncsnpp_with_fourier_features_is_finite():
-    """The reported NaN: c_noise = 0.25 ln sigma < 0 for sigma < 1 used to be logged again."""
+PRECONDS = ("edm", "ve", "vp")
+
+
+def _edm_ncsnpp():
     model = NCSNpp(nf=16, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(), embedding_type="fourier",
                    init_scale=1.0, dropout=0.0)
     x = jax.random.normal(jax.random.key(0), (3, 8, 8, 1))
-    params = models.init_params(jax.random.key(1), model, x.shape)
+    return model, x, models.init_params(jax.random.key(1), model, x.shape)
+
+
+def test_edm_preconditioned_ncsnpp_with_fourier_features_is_finite():
+    """The reported NaN: c_noise = 0.25 ln sigma < 0 for sigma < 1 used to be logged again."""
+    model, x, params = _edm_ncsnpp()
     sigma = jnp.array([0.002, 0.5, 80.0])
-    for name in ("edm", "ve", "vp"):
-        precond = models.build_precond(name)
-        loss = sde_lib.EDMLoss()
+    outs = jax.jit(lambda p: [models.get_denoiser_fn(model, p, models.build_precond(name), train=False)(x, sigma)
+                              for name in PRECONDS]).lower(params).compile(_FAST)(params)
+    for name, out in zip(PRECONDS, outs, strict=True):
+        assert np.isfinite(np.asarray(out)).all(), name
 
-        def objective(p, precond=precond, loss=loss):
-            return jnp.mean(loss(models.get_denoiser_fn(model, p, precond, train=False), x, jax.random.key(2)))
 
-        out = jax.jit(lambda p, precond=precond: models.get_denoiser_fn(model, p, precond, train=False)(x, sigma))
-        value, grads = jax.jit(jax.value_and_grad(objective)).lower(params).compile(_FAST)(params)
-        assert np.isfinite(np.asarray(out(params))).all(), name
-        assert np.isfinite(float(value)) and all(np.isfinite(np.asarray(g)).all() for g in jax.tree.leaves(grads))
+@pytest.mark.slow
+@pytest.mark.parametrize("name", PRECONDS)
+def test_edm_loss_and_gradients_of_a_preconditioned_ncsnpp_are_finite(name):
+    model, x, params = _edm_ncsnpp()
+    precond, loss = models.build_precond(name), sde_lib.EDMLoss()
+
+    def objective(p):
+        return jnp.mean(loss(models.get_denoiser_fn(model, p, precond, train=False), x, jax.random.key(2)))
+
+    value, grads = jax.jit(jax.value_and_grad(objective)).lower(params).compile(_FAST)(params)
+    assert np.isfinite(float(value)) and all(np.isfinite(np.asarray(g)).all() for g in jax.tree.leaves(grads))
 
 
 def test_fourier_networks_embed_log_sigma_of_the_2021_convention():

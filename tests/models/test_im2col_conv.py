@@ -17,11 +17,11 @@ DN = ("NHWC", "HWIO", "NHWC")
 
 
 @pytest.mark.parametrize("kernel,strides,padding", [
-    ((3, 3), (1, 1), "SAME"),
-    ((3, 3), (2, 2), "SAME"),
-    ((3, 3), (2, 2), "VALID"),
-    ((1, 1), (1, 1), "SAME"),
-    ((3, 2), (1, 2), ((2, 1), (0, 3))),
+    pytest.param((3, 3), (1, 1), "SAME", marks=pytest.mark.slow),
+    pytest.param((3, 3), (2, 2), "SAME", marks=pytest.mark.slow),
+    pytest.param((3, 3), (2, 2), "VALID", marks=pytest.mark.slow),
+    pytest.param((1, 1), (1, 1), "SAME", marks=pytest.mark.slow),
+    ((3, 2), (1, 2), ((2, 1), (0, 3))),  # the general case runs by default
 ])
 def test_outputs_and_both_gradients_equal_xla(x64, kernel, strides, padding):
     kx, kw, ky = jax.random.split(jax.random.key(0), 3)
@@ -54,6 +54,7 @@ def test_unsupported_options_are_rejected_by_name(kwargs, message):
         im2col_conv.conv_general_dilated(x, w, (1, 1), "SAME", **kwargs)
 
 
+@pytest.mark.slow
 def test_ncsnpp_with_im2col_equals_xla_in_outputs_and_gradients():
     """FIR up/down convolutions, BigGAN blocks, the residual input pyramid and the combiner all
     go through the chosen convolution; the parameters are shared, so the nets must agree."""

@@ -3,7 +3,9 @@ finite outputs and gradients, depends on its noise label, has reproducible dropo
 bfloat16 outputs close to float32 ones.
 
 Compilation dominates on a CPU, so each check is one jitted function compiled with XLA's
-backend optimisation off; the 8x8 cases of the main networks run by default, the rest are slow.
+backend optimisation off. By default every network runs forward at 8x8 (finite, shaped, noise
+dependent); the gradient checks of the U-Nets (minutes of compile each on CI's CPU) run with -m slow,
+and the sizes 16 and 32 too.
 """
 import jax
 import jax.numpy as jnp
@@ -42,9 +44,9 @@ TINY = {
     "ncsn": lambda: NCSN(num_classes=10, nf=8, nonlinearity="elu"),
     "mlp": lambda: MLP(hidden_dims=(32, 48), nf=16),
 }
-DEFAULT_8 = ["ncsnpp_ve", "ncsnpp_skip_cat", "ncsnpp_residual", "ddpm", "ncsnv2_64", "ncsn", "mlp"]
+DEFAULT_FORWARD = ["ncsnpp_ve", "ncsnpp_skip_cat", "ncsnpp_residual", "ddpm", "ncsnv2_64", "ncsn", "mlp"]
 CASES = [
-    pytest.param(name, size, marks=() if (size == 8 and name in DEFAULT_8) else pytest.mark.slow)
+    pytest.param(name, size, marks=() if (size == 8 and name == "mlp") else pytest.mark.slow)
     for name in TINY for size in (8, 16, 32)
 ]
 
@@ -96,6 +98,20 @@ def test_forward_backward_finite_with_shapes_and_noise_dependence(name, size):
         assert np.max(np.abs(out[0] - out[1])) > 1e-3 * np.max(np.abs(out))
 
 
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=() if n in DEFAULT_FORWARD else pytest.mark.slow) for n in TINY])
+def test_forward_is_finite_shaped_and_depends_on_the_noise_label(name):
+    model = TINY[name]()
+    x = _inputs(8)
+    out = compile_and_run(lambda key, x: model.apply({"params": perturbed_params(model, key, x.shape)}, x, LABELS),
+                          jax.random.key(0), x)
+    assert out.shape == x.shape and out.dtype == jnp.float32 and np.all(np.isfinite(out))
+    if name.startswith("ncsnv2"):
+        np.testing.assert_allclose(out[0], out[1], rtol=1e-5, atol=1e-6)
+    else:
+        assert np.max(np.abs(out[0] - out[1])) > 1e-3 * np.max(np.abs(out))
+
+
 def test_mlp_takes_low_dimensional_data():
     model = TINY["mlp"]()
     x = jax.random.normal(jax.random.key(0), (4, 2))
@@ -105,7 +121,7 @@ def test_mlp_takes_low_dimensional_data():
 
 
 def test_dropout_reproducible_for_a_key_and_varies_across_keys():
-    model = NCSNpp(nf=16, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(), dropout=0.5, init_scale=1.0)
+    model = NCSNpp(nf=8, ch_mult=(1,), num_res_blocks=1, attn_resolutions=(), dropout=0.5, init_scale=1.0)
     x = _inputs(8)
     params = perturbed_params(model, jax.random.key(0), x.shape)
     f = jax.jit(lambda p, x, k: model.apply({"params": p}, x, LABELS, train=True, rngs={"dropout": k}))
@@ -117,8 +133,8 @@ def test_dropout_reproducible_for_a_key_and_varies_across_keys():
         models.get_model_fn(model, params, train=True)
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=() if n == "ncsnpp_ve" else pytest.mark.slow) for n in TINY])
+@pytest.mark.slow  # tests/models/test_precision.py compares bfloat16 scores by default
+@pytest.mark.parametrize("name", TINY)
 def test_bfloat16_compute_is_close_to_float32(name):
     model = TINY[name]()
     low = model.clone(dtype=jnp.bfloat16)

@@ -61,7 +61,7 @@ def test_per_example_labels_and_scale_enter_linearly(x64):
     np.testing.assert_allclose(g1, comp, rtol=1e-9, atol=1e-9)
 
 
-@pytest.mark.parametrize("name", ["vp", "ve"])
+@pytest.mark.parametrize("name", ["ve", pytest.param("vp", marks=pytest.mark.slow)])
 def test_guided_edm_heun_samples_have_the_component_moments(name):
     sde = SDES[name]
     guided = guided_score_fn(mixture(jnp.float32).score_fn(sde), exact_classifier(sde, jnp.float32), 1, 1.0)

@@ -24,7 +24,7 @@ def _solve(x, sde, score_fn, rng=None, **kwargs):
     return fn(rng, sde, score_fn, x)
 
 
-@pytest.mark.parametrize("name", list(SDES))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n == "vp" else pytest.mark.slow) for n in SDES])
 def test_exact_divergence_logp_matches_closed_form_log_p_eps(x64, name):
     """log p_eps(x) = log p_T(z) + int div: with the exact p_T in place of the prior, the flow's
     log-density equals the Gaussian's log p_eps(x) within 1e-3 nats/dim (in fact ~1e-6)."""
@@ -43,7 +43,7 @@ def test_exact_divergence_logp_matches_closed_form_log_p_eps(x64, name):
     np.testing.assert_allclose(out.logp - exact_eps, out.prior_logp - exact_T, atol=1e-5)
 
 
-@pytest.mark.parametrize("probe", ["rademacher", "gaussian"])
+@pytest.mark.parametrize("probe", ["rademacher", pytest.param("gaussian", marks=pytest.mark.slow)])
 def test_hutchinson_is_unbiased_within_its_standard_error(x64, probe):
     """Copies of two points, each copy with its own probe: the mean Hutchinson logp is the exact
     one within 4 standard errors, and K probes divide the variance by K."""

@@ -79,7 +79,12 @@ PC_CONFIGS = [(name, predictor) for name in SDES
               if not (name == "subvp" and predictor == "ancestral_sampling")]
 
 
-@pytest.mark.parametrize("name,predictor", PC_CONFIGS)
+# The default run covers every predictor and every SDE once; all pairs run with -m slow.
+DEFAULT_PC = {("vp", "reverse_diffusion"), ("subvp", "euler_maruyama"), ("ve", "ancestral_sampling")}
+
+
+@pytest.mark.parametrize("name,predictor", [
+    pytest.param(*case, marks=() if case in DEFAULT_PC else pytest.mark.slow) for case in PC_CONFIGS])
 def test_pc_with_langevin_corrector_reaches_exact_mixture(name, predictor):
     distance, nfe = distance_to_exact(PCSampler(SDES[name], predictor, "langevin", num_steps=50))
     assert nfe == 100
@@ -94,8 +99,12 @@ FAST_SAMPLERS = {
 }
 
 
-@pytest.mark.parametrize("sampler", FAST_SAMPLERS)
-@pytest.mark.parametrize("name", SDES)
+# Every sampler on one SDE by default (rotating through the SDEs), all pairs with -m slow.
+FAST_CASES = [pytest.param(name, sampler, marks=() if name == list(SDES)[i % len(SDES)] else pytest.mark.slow)
+              for i, sampler in enumerate(FAST_SAMPLERS) for name in SDES]
+
+
+@pytest.mark.parametrize("name,sampler", FAST_CASES)
 def test_ode_and_sigma_space_samplers_reach_exact_mixture(name, sampler):
     distance, _ = distance_to_exact(FAST_SAMPLERS[sampler](SDES[name]))
     assert distance < sw_bound(), distance
@@ -107,8 +116,10 @@ STOCHASTIC_SAMPLERS = {
 }
 
 
-@pytest.mark.parametrize("name,sampler", [("vp", "ddim_eta1_50"), ("subvp", "ddim_eta1_50"),
-                                          ("ve", "ddim_eta1_50"), ("vp", "edm_heun_churn_63")])
+@pytest.mark.parametrize("name,sampler", [
+    pytest.param("vp", "ddim_eta1_50", marks=pytest.mark.slow),
+    pytest.param("subvp", "ddim_eta1_50", marks=pytest.mark.slow),
+    ("ve", "ddim_eta1_50"), ("vp", "edm_heun_churn_63")])
 def test_stochastic_sigma_space_samplers_reach_exact_mixture(name, sampler):
     # DDIM with eta = 1 (ancestral) and EDM Heun with churn inject fresh noise at every step.
     distance, _ = distance_to_exact(STOCHASTIC_SAMPLERS[sampler](SDES[name]))

@@ -97,6 +97,7 @@ def test_evaluate_writes_digits_fid_kid_and_bpd(workdir, tmp_path):
     assert np.isfinite(stored["bpd"]) and stored["num_examples"] == 4
 
 
+@pytest.mark.slow  # compiles the full Inception network: minutes on CI's CPU
 def test_evaluate_with_inception_weights_reports_fid_kid_and_inception_score(workdir, random_inception_weights):
     record = run_ok("evaluate", workdir, "--feature_extractor=inception",
                     f"--inception_weights={random_inception_weights[1]}", "--num_samples=10",

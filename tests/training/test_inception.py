@@ -118,6 +118,7 @@ def test_inception_score_closed_forms():
 
 
 @pytest.mark.filterwarnings("ignore:Matrix is singular")  # 8 samples in 2048 dimensions
+@pytest.mark.slow
 def test_sample_metrics_report_inception_score_with_an_inception_extractor(random_state_dict):
     extractor = inception.InceptionFeatureExtractor(inception.variables_from_state_dict(random_state_dict),
                                                     batch_size=8, image_size=inception.MIN_IMAGE_SIZE)
@@ -184,6 +185,7 @@ print("OK")
 """
 
 
+@pytest.mark.slow
 def test_features_are_computed_data_parallel_and_equal_one_devices(run_on_four_devices, weights_file):
     out = run_on_four_devices(SHARDED_SCRIPT.format(path=str(weights_file)), timeout=300)
     assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
