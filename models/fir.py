@@ -26,18 +26,40 @@ def _kernel_2d(kernel: Sequence[float]) -> np.ndarray:
     return k / k.sum()
 
 
+def _separable(kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """`(u, v)` with `kernel = outer(u, v)` if the kernel is rank one (the FIR kernels are), else None."""
+    i, j = np.unravel_index(np.argmax(np.abs(kernel)), kernel.shape)
+    u, v = kernel[:, j], kernel[i, :] / kernel[i, j]
+    return (u, v) if np.allclose(np.outer(u, v), kernel, rtol=1e-12, atol=0) else None
+
+
+def _fir_axis(x: jax.Array, taps: np.ndarray, axis: int, down: int) -> jax.Array:
+    """Correlate `x` along `axis` with `taps` (valid part), keeping every `down`-th output."""
+    n = (x.shape[axis] - len(taps)) // down + 1
+    span = (n - 1) * down + 1
+    return sum(float(t) * jax.lax.slice_in_dim(x, a, a + span, down, axis) for a, t in enumerate(taps) if t != 0)
+
+
 def upfirdn2d(x: jax.Array, kernel: np.ndarray, *, up: int = 1, down: int = 1,
               pad: tuple[int, int] = (0, 0)) -> jax.Array:
-    """Zero-insert by `up`, pad, convolve each channel with `kernel`, keep every `down`-th pixel."""
-    C = x.shape[-1]
+    """Zero-insert by `up`, pad, convolve each channel with `kernel`, keep every `down`-th pixel.
+
+    Written as sums of shifted (strided) slices, one pass per axis for a separable kernel: XLA's
+    CPU backend runs the equivalent depthwise, input-dilated convolution and its gradient one to
+    two orders of magnitude slower, while these are plain fused elementwise loops (equal up to
+    float rounding)."""
+    # true convolution = correlation with the flipped kernel
+    kernel = np.asarray(kernel, np.float64)[::-1, ::-1]
+    # interior padding inserts up-1 zeros between pixels, not after the last one: pad those too
+    lo, hi = pad[0], pad[1] + up - 1
+    x = jax.lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), (lo, hi, up - 1), (lo, hi, up - 1), (0, 0, 0)])
+    factors = _separable(kernel)
+    if factors is not None:
+        return _fir_axis(_fir_axis(x, factors[0], 1, down), factors[1], 2, down)
     kh, kw = kernel.shape
-    # true convolution: flip the kernel; one copy per channel (depthwise)
-    w = jnp.asarray(np.tile(kernel[::-1, ::-1, None, None], (1, 1, 1, C)), x.dtype)
-    # lhs_dilation inserts up-1 zeros between pixels, not after the last one: pad those too
-    padding = [(pad[0], pad[1] + up - 1)] * 2
-    return jax.lax.conv_general_dilated(
-        x, w, window_strides=(down, down), padding=padding, lhs_dilation=(up, up),
-        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=C)
+    ho, wo = (x.shape[1] - kh) // down + 1, (x.shape[2] - kw) // down + 1
+    return sum(float(kernel[a, b]) * x[:, a:a + (ho - 1) * down + 1:down, b:b + (wo - 1) * down + 1:down]
+               for a in range(kh) for b in range(kw) if kernel[a, b] != 0)
 
 
 def upsample_2d(x: jax.Array, kernel: Sequence[float] = (1, 3, 3, 1), factor: int = 2) -> jax.Array:

@@ -1,10 +1,11 @@
-"""A 2-D convolution whose kernel gradient is one matmul, im2col(x)^T @ dy (a CPU speed-up).
+"""A 2-D convolution whose gradients XLA's CPU backend runs fast: the kernel gradient as one
+matmul, im2col(x)^T @ dy, and the input gradient as a forward convolution (a CPU speed-up).
 
 XLA's CPU backend computes the kernel gradient of a convolution (the "backward filter"
 convolution) slowly inside large training graphs; writing it as a matrix product of the input
 patches and the output gradient makes a whole NCSN++ / DDPM++ training step several times faster
-on a CPU. The forward pass and the input gradient stay XLA's convolutions, so the values are
-those of `lax.conv_general_dilated` and the kernel gradient is equal up to summation order.
+on a CPU. The forward pass stays XLA's convolution, so the values are those of
+`lax.conv_general_dilated`; both gradients are equal to its own up to summation order.
 
 `conv_general_dilated` has the signature flax's `nn.Conv` calls (its `conv_general_dilated`
 field); it supports NHWC / HWIO, any strides and explicit or named padding, no dilation, no
@@ -46,11 +47,27 @@ def _patches(x: jax.Array, kernel_hw: tuple[int, int], out_hw: tuple[int, int], 
                             for i in range(kh) for j in range(kw)], axis=-1)
 
 
+def _input_grad(x: jax.Array, w: jax.Array, dy: jax.Array, strides: tuple[int, int], padding: Padding) -> jax.Array:
+    """dL/dx of the convolution: a forward (HWIO) convolution of `dy`, zero-inserted by the
+    strides, with the flipped kernel whose in/out channels are swapped in memory. XLA's CPU
+    backend gives that form to its fast convolution library but runs the transposed-kernel form
+    that `jax.vjp` emits in a generic loop, 3-4x slower (most of a U-Net training step)."""
+    kernel_hw = w.shape[:2]
+    pads = tuple((k - 1 - lo, n + k - 1 - ((m - 1) * s + 1) - (k - 1 - lo))
+                 for (lo, _), k, n, m, s in zip(padding, kernel_hw, x.shape[1:3], dy.shape[1:3], strides, strict=True))
+    if any(p < 0 for pad in pads for p in pad):  # padding wider than the kernel: not used by the networks
+        _, input_vjp = jax.vjp(lambda x: _xla_conv(x, w, strides, padding), x)
+        return input_vjp(dy)[0]
+    if strides != (1, 1):
+        zero = jnp.zeros((), dy.dtype)
+        dy = lax.pad(dy, zero, [(0, 0, 0), (0, 0, strides[0] - 1), (0, 0, strides[1] - 1), (0, 0, 0)])
+    return _xla_conv(dy, jnp.flip(w, (0, 1)).swapaxes(2, 3), (1, 1), pads)
+
+
 def _conv_bwd(strides, padding, residuals, dy):
     x, w = residuals
     kh, kw, cin, cout = w.shape
-    _, input_vjp = jax.vjp(lambda x: _xla_conv(x, w, strides, padding), x)
-    (dx,) = input_vjp(dy)
+    dx = _input_grad(x, w, dy, strides, padding)
     patches = _patches(x, (kh, kw), dy.shape[1:3], strides, padding)
     dw = jnp.dot(patches.reshape(-1, kh * kw * cin).T, dy.reshape(-1, cout),
                  preferred_element_type=jnp.promote_types(w.dtype, jnp.float32))  # bf16 sums in f32

@@ -70,13 +70,14 @@ def compiled_flops(compiled) -> float | None:
     return float(cost["flops"]) if cost and "flops" in cost else None
 
 
-def benchmark(config, *, batch_size: int, repeats: int, steps_per_call: int = 1,
-              max_seconds: float = 0.0, seed: int = 0, compile_only: bool = False) -> dict:
-    """Time `repeats` calls of the jitted training step of `config` at `batch_size`; see the
-    module docstring for the fields of the returned dict."""
-    if batch_size < 1 or repeats < 1 or steps_per_call < 1:
-        raise ValueError(f"batch_size, repeats and steps_per_call must be positive, got "
-                         f"{batch_size}, {repeats}, {steps_per_call}")
+def compile_step(config, *, batch_size: int, steps_per_call: int = 1, seed: int = 0):
+    """Build the run of `config` as training does and compile its jitted step on a synthetic batch.
+
+    Returns `(compiled, state, batches, described)`: `compiled(state, batches) -> (state, metrics)`
+    runs `steps_per_call` optimiser steps; `described` holds the fields of the module docstring
+    that need no timing."""
+    if batch_size < 1 or steps_per_call < 1:
+        raise ValueError(f"batch_size and steps_per_call must be positive, got {batch_size}, {steps_per_call}")
     shape = data_shape_of(config)
     exp = build_experiment(config, shape)
     check_batch_size(batch_size, exp.mesh, grad_accum_steps=config.training.grad_accum_steps)
@@ -111,6 +112,17 @@ def benchmark(config, *, batch_size: int, repeats: int, steps_per_call: int = 1,
         "device_count": jax.device_count(),
         "jax_version": jax.__version__,
     }
+    return compiled, state, batches, described
+
+
+def benchmark(config, *, batch_size: int, repeats: int, steps_per_call: int = 1,
+              max_seconds: float = 0.0, seed: int = 0, compile_only: bool = False) -> dict:
+    """Time `repeats` calls of the jitted training step of `config` at `batch_size`; see the
+    module docstring for the fields of the returned dict."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be positive, got {repeats}")
+    compiled, state, batches, described = compile_step(config, batch_size=batch_size,
+                                                       steps_per_call=steps_per_call, seed=seed)
     if compile_only:
         return described
 

@@ -87,7 +87,12 @@ def feature_extractor(name: str, config: ml_collections.ConfigDict, *,
     """The FID/KID feature space by name: `digits` (the classifier stored in `classifier_dir`,
     trained there on first use) or `inception` (weights from the .npz `inception_weights`)."""
     if name == "digits":
-        extractor, _ = digits_classifier.get_or_train(classifier_dir or default_classifier_dir(), config)
+        directory = classifier_dir or default_classifier_dir()
+        if jax.process_count() > 1 and digits_classifier.load(directory) is None:
+            # training it on every host would have them all write the same directory at once
+            raise FeatureExtractorError(f"no digits classifier in {directory}: with several processes, train it "
+                                        "first with one (score-sde train_classifier --classifier_dir=...)")
+        extractor, _ = digits_classifier.get_or_train(directory, config)
         return extractor
     if name == "inception":
         if not inception_weights:
@@ -128,7 +133,10 @@ def split_bits_per_dim(config: ml_collections.ConfigDict, exp: Experiment, param
 
 
 def _write_json(path: pathlib.Path, record: dict) -> pathlib.Path:
-    return atomic_write_json(path, record)
+    """Write `record` from the first process only (every process holds the same record)."""
+    if jax.process_index() == 0:
+        atomic_write_json(path, record)
+    return path
 
 
 def sampling_guidance(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> tuple[Guidance, Params | None]:

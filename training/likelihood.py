@@ -50,7 +50,8 @@ def split_likelihood(exp: Experiment, params: Params, batches: Sequence[dict], r
 
     mesh = exp.mesh
     nll_fn = jax.jit(nll, in_shardings=(replicated(mesh), batch_sharding(mesh), replicated(mesh)),
-                     out_shardings=(batch_sharding(mesh), replicated(mesh), batch_sharding(mesh)))
+                     # replicated: every process reads every example's value (multi-process runs)
+                     out_shardings=(replicated(mesh), replicated(mesh), replicated(mesh)))
     logps, nfes, unsolved, remaining = [], [], [], max_examples or float("inf")
     for i in range(len(batches)):
         if remaining <= 0:

@@ -2,7 +2,8 @@
 coordinator, one CPU device each, JAX's gloo CPU collectives) run `score-sde train` as two hosts
 of one cluster would. Each reads only its half of every global batch; the parameters equal a
 one-process run's, the checkpoint they save together restores in both, and a SIGTERM to one of
-them stops both at the same step (JAX's preemption sync point) with that step saved."""
+them stops both at the same step (JAX's preemption sync point) with that step saved; `sample` and
+`evaluate` write their files once."""
 import json
 import os
 import pathlib
@@ -140,3 +141,16 @@ def test_two_processes_sample_and_write_the_samples_once(tmp_path):
     with np.load(reports[0]["npz"]) as saved:
         assert saved["samples"].shape == (8, 8, 8, 1) and np.isfinite(saved["samples"]).all()
     assert len(list((workdir / "samples").iterdir())) == 2  # one .png and one .npz
+
+
+@pytest.mark.slow
+def test_two_processes_evaluate_and_write_the_metrics_once(tmp_path):
+    workdir = tmp_path / "run"
+    _finish(_start("train", workdir, "--config.training.n_iters=2", "--config.training.snapshot_freq=2"))
+    outs = _finish(_start("evaluate", workdir, "--config.eval.enable_sampling=false", "--config.eval.batch_size=8",
+                          "--max_examples=8"))
+    reports = [_report(out) for out, _ in outs]
+    assert reports[0] == reports[1]
+    assert reports[0]["num_examples"] == 8 and np.isfinite(reports[0]["bpd"])
+    assert [p.name for p in (workdir / "eval").iterdir()] == ["metrics_step2.json"]
+    assert json.loads((workdir / "eval" / "metrics_step2.json").read_text())["bpd"] == reports[0]["bpd"]
