@@ -4,7 +4,11 @@ import pathlib
 import subprocess
 import sys
 
-import jax
+# Before jax loads LAPACK: OpenBLAS's own thread pool under jaxlib's batched LAPACK calls has
+# deadlocked test processes on a loaded 2-core machine; one thread per call is plenty here.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import jax  # noqa: E402
 import pytest
 
 # One cache folder per xdist worker: JAX writes cache entries non-atomically, and a worker
