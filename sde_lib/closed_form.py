@@ -8,10 +8,12 @@ Data of any shape `[B, *event_shape]` are flattened to `d = prod(event_shape)` d
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from sde_lib.base import SDE, Array, ScoreFn
 
@@ -40,41 +42,56 @@ class GaussianMixture:
     def shape(self) -> tuple[int, ...]:
         return self.event_shape or (self.dim,)
 
-    def _components(self, sde: SDE | None, t: Array, dtype) -> tuple[Array, Array]:
-        """Per-example component means `[B, K, d]` and covariances `[B, K, d, d]` at time t."""
+    @functools.cached_property
+    def _eigen(self) -> tuple[Array, Array]:
+        """Eigenvalues `[K, d]` (clipped at 0) and eigenvectors `[K, d, d]` of the covariances.
+
+        p_t's covariance alpha^2 S + std^2 I has S's eigenvectors, so its inverse, log-determinant
+        and square root at every t are elementwise in the eigenvalues: one decomposition here (on the
+        host when the covariances are concrete) instead of a batched factorisation per example and
+        call (jaxlib's batched LAPACK was slow to compile and has deadlocked on a loaded CPU)."""
+        if isinstance(self.covs, jax.core.Tracer):
+            values, vectors = jnp.linalg.eigh(self.covs)
+            return jnp.maximum(values, 0.0), vectors
+        values, vectors = np.linalg.eigh(np.asarray(self.covs, np.float64))
+        return np.maximum(values, 0.0), vectors
+
+    def _components(self, sde: SDE | None, t: Array, dtype) -> tuple[Array, Array, Array]:
+        """Per-example component means `[B, K, d]`, covariance eigenvalues `[B, K, d]` at time t
+        and the shared eigenvectors `[K, d, d]`."""
         if sde is None:
             alpha, std = jnp.ones_like(t), jnp.zeros_like(t)
         else:
             alpha, std = sde.alpha(t), sde.marginal_std(t)
         alpha = alpha.astype(dtype)[:, None, None]
-        std = std.astype(dtype)[:, None, None, None]
+        std = std.astype(dtype)[:, None, None]
+        values, vectors = (jnp.asarray(a, dtype) for a in self._eigen)
         means = alpha * self.means.astype(dtype)[None]
-        eye = jnp.eye(self.dim, dtype=dtype)[None, None]
-        covs = alpha[..., None] ** 2 * self.covs.astype(dtype)[None] + std**2 * eye
-        return means, covs
+        return means, alpha**2 * values[None] + std**2, vectors
 
     def log_prob(self, x: Array, t: Array | None = None, sde: SDE | None = None) -> Array:
         """log p_t(x) per example `[B]`; with `sde=None`, the data density itself."""
-        t = jnp.zeros(x.shape[0], x.dtype) if t is None else t
-        means, covs = self._components(sde, t, x.dtype)
-        return jax.nn.logsumexp(self._joint_logits(_flat(x), means, covs), axis=-1)
+        return jax.nn.logsumexp(self.component_log_joint(x, t, sde), axis=-1)
 
-    def _joint_logits(self, flat: Array, means: Array, covs: Array) -> Array:
-        """log(w_k N(x; mean_k, cov_k)) per example and component, `[B, K]`."""
-        diff = flat[:, None, :] - means
-        chol = jnp.linalg.cholesky(covs)
-        solved = jax.scipy.linalg.solve_triangular(chol, diff[..., None], lower=True)[..., 0]
-        logdet = 2 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
-        comp = -0.5 * (jnp.sum(solved**2, -1) + logdet + self.dim * math.log(2 * math.pi))
+    def component_log_joint(self, x: Array, t: Array | None = None, sde: SDE | None = None) -> Array:
+        """log(w_k N(x; mean_k(t), cov_k(t))) per example and component, `[B, K]`: its softmax is
+        the exact noise-conditional classifier p_t(k | x)."""
+        t = jnp.zeros(x.shape[0], x.dtype) if t is None else t
+        return self._joint_logits(_flat(x), *self._components(sde, t, x.dtype))
+
+    def _joint_logits(self, flat: Array, means: Array, variances: Array, vectors: Array) -> Array:
+        whitened = jnp.einsum("bkd,kde->bke", flat[:, None, :] - means, vectors) / jnp.sqrt(variances)
+        logdet = jnp.sum(jnp.log(variances), axis=-1)
+        comp = -0.5 * (jnp.sum(whitened**2, -1) + logdet + self.dim * math.log(2 * math.pi))
         return comp + jnp.log(self.weights.astype(flat.dtype))[None]
 
     def score(self, x: Array, t: Array, sde: SDE) -> Array:
         """grad_x log p_t(x), `[B, *event_shape]`, from responsibilities and component scores."""
         flat = _flat(x)
-        means, covs = self._components(sde, t, x.dtype)
-        diff = flat[:, None, :] - means
-        comp_scores = -jnp.linalg.solve(covs, diff[..., None])[..., 0]
-        resp = jax.nn.softmax(self._joint_logits(flat, means, covs), axis=-1)
+        means, variances, vectors = self._components(sde, t, x.dtype)
+        projected = jnp.einsum("bkd,kde->bke", flat[:, None, :] - means, vectors)
+        comp_scores = -jnp.einsum("kde,bke->bkd", vectors, projected / variances)
+        resp = jax.nn.softmax(self._joint_logits(flat, means, variances, vectors), axis=-1)
         return jnp.reshape(jnp.sum(resp[..., None] * comp_scores, axis=1), x.shape)
 
     def score_fn(self, sde: SDE) -> ScoreFn:
@@ -86,12 +103,11 @@ class GaussianMixture:
         """n exact samples of p_t (of the data when `sde` is None), `[n, *event_shape]`."""
         k_key, z_key = jax.random.split(rng)
         ts = jnp.zeros((n,), dtype) if t is None else jnp.broadcast_to(jnp.asarray(t, dtype), (n,))
-        means, covs = self._components(sde, ts, dtype)
+        means, variances, vectors = self._components(sde, ts, dtype)
         k = jax.random.choice(k_key, self.weights.shape[0], (n,), p=self.weights)
         rows = jnp.arange(n)
-        chol = jnp.linalg.cholesky(covs[rows, k] + 1e-12 * jnp.eye(self.dim, dtype=dtype)[None])
-        z = jax.random.normal(z_key, (n, self.dim), dtype)
-        flat = means[rows, k] + jnp.einsum("nij,nj->ni", chol, z)
+        z = jax.random.normal(z_key, (n, self.dim), dtype) * jnp.sqrt(variances[rows, k])
+        flat = means[rows, k] + jnp.einsum("nde,ne->nd", vectors[k], z)
         return jnp.reshape(flat, (n,) + self.shape)
 
     def moments(self) -> tuple[Array, Array]:

@@ -33,8 +33,7 @@ class ExactClassifier(nn.Module):
 
     @nn.compact
     def __call__(self, x, t):
-        means, covs = MIXTURE._components(SDE, t, x.dtype)
-        return jax.nn.log_softmax(MIXTURE._joint_logits(x, means, covs), axis=-1)
+        return jax.nn.log_softmax(MIXTURE.component_log_joint(x, t, SDE), axis=-1)
 
 
 def test_classifier_guidance_with_the_exact_classifier_is_the_exact_conditional_score():
