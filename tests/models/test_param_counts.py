@@ -56,6 +56,7 @@ def test_count_of_a_module_needs_an_input_shape():
         models.count_params(nn.Dense(3))
 
 
+@pytest.mark.slow
 def test_deep_variant_only_adds_residual_blocks():
     """Doubling num_res_blocks (4 -> 8) adds the same parameters to VE NCSN++ and VP DDPM++,
     whose extra blocks are identical BigGAN blocks at the same widths."""

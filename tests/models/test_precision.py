@@ -94,7 +94,8 @@ def evaluate_both(name, with_grads):
     return run(jax.random.key(0), x)
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n == "ddpm" else pytest.mark.slow) for n in CASES])
+@pytest.mark.slow  # by default the jaxpr check below shows every network computes in bfloat16
+@pytest.mark.parametrize("name", CASES)
 def test_bfloat16_score_is_float32_and_close_to_float32_network(name):
     params16, ((score32, _), (score16, _)) = evaluate_both(name, with_grads=False)
     assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params16))

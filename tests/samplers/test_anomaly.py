@@ -64,6 +64,7 @@ def test_denoising_error_matches_gaussian_closed_form(x64, sde):
     np.testing.assert_allclose(got, expected, rtol=0.03)
 
 
+@pytest.mark.slow
 def test_denoising_error_is_independent_of_batch_and_separates_outliers():
     sde = VPSDE()
     data = gaussian(jnp.asarray(MEAN, jnp.float32), jnp.asarray(COV, jnp.float32))
@@ -82,7 +83,7 @@ def test_denoising_error_rejects_times_outside_the_process():
         denoising_error(jax.random.PRNGKey(0), VPSDE(), lambda x, t: x, jnp.zeros((2, 3)), times=(0.0, 0.5))
 
 
-@pytest.mark.parametrize("sde", [VPSDE(), VESDE(sigma_max=50.0)], ids=["vp", "ve"])
+@pytest.mark.parametrize("sde", [pytest.param(VPSDE(), marks=pytest.mark.slow), VESDE(sigma_max=50.0)], ids=["vp", "ve"])
 def test_nll_orders_points_exactly_as_the_true_log_density(x64, sde):
     """Points at Mahalanobis radii 0.2 ... 3.5 in random directions: ranking by the flow's NLL (exact
     divergence) is the ranking by the closed-form log p_eps, and the NLL is -log2 p / D."""

@@ -65,7 +65,7 @@ def test_slerp_endpoints_norm_and_parallel_case(x64):
     np.testing.assert_allclose(slerp(z0, 2 * z0, 0.5), 1.5 * z0, atol=1e-9)
 
 
-@pytest.mark.parametrize("name", list(SDES))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n == "ve" else pytest.mark.slow) for n in SDES])
 def test_slerp_interpolations_stay_in_the_data_log_density_range(x64, name):
     sde = SDES[name]
     data = gaussian(jnp.asarray(MEAN), jnp.asarray(COV))

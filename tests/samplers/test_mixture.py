@@ -126,6 +126,7 @@ def test_stochastic_sigma_space_samplers_reach_exact_mixture(name, sampler):
     assert distance < sw_bound(), distance
 
 
+@pytest.mark.slow
 def test_fast_solvers_reach_the_bound_where_euler_at_equal_nfe_does_not():
     sde, bound = SDES["ve"], sw_bound()
     heun, heun_nfe = distance_to_exact(EDMHeunSampler(sde, num_steps=18))

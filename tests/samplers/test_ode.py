@@ -50,7 +50,7 @@ def test_adaptive_ode_matches_exact_gaussian_transport_map(x64, name):
     assert 10 < int(nfe) < 2000
 
 
-@pytest.mark.parametrize("name", ["vp", "subvp", "ve"])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n == "subvp" else pytest.mark.slow) for n in ("vp", "subvp", "ve")])
 def test_ode_reproduces_gaussian_mean_and_covariance(name):
     sde = make_sde(name)
     data = sde_lib.gaussian(jnp.asarray(MEAN, jnp.float32), jnp.asarray(COV, jnp.float32))
@@ -80,7 +80,7 @@ def test_fixed_step_heun_converges_to_the_exact_map(x64):
     assert errors[0] < 0.05 and 3.0 < errors[0] / errors[1] < 5.0  # second order: halving h quarters the error
 
 
-@pytest.mark.parametrize("name", ["vp", "subvp", "ve"])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n == "ve" else pytest.mark.slow) for n in ("vp", "subvp", "ve")])
 def test_ode_mixture_samples_are_close_to_exact_samples(name):
     sde = make_sde(name)
     score_fn = MIXTURE.score_fn(sde)
