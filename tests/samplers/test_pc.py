@@ -66,7 +66,16 @@ CONFIGS = [  # (sde, predictor, corrector, samples, covariance allowance); 100 s
 MEAN_ALLOWANCE = 0.04  # 100-step discretisation bias of the mean (up to ~0.05 measured, VP / sub-VP)
 
 
-@pytest.mark.parametrize("name,predictor,corrector,n,cov_allowance", CONFIGS)
+# Every SDE and every predictor once by default; all configurations with -m slow.
+DEFAULT_CONFIGS = {("vp", "reverse_diffusion"), ("subvp", "euler_maruyama"), ("ve", "ancestral_sampling")}
+
+
+def by_default_if(condition, *values):
+    return pytest.param(*values, marks=() if condition else pytest.mark.slow)
+
+
+@pytest.mark.parametrize("name,predictor,corrector,n,cov_allowance",
+                         [by_default_if(c[:2] in DEFAULT_CONFIGS, *c) for c in CONFIGS])
 def test_pc_reproduces_gaussian_mean_and_covariance_and_rejects_a_score_ten_percent_off(
         name, predictor, corrector, n, cov_allowance):
     sde = make_sde(name, 100)
@@ -91,10 +100,11 @@ def test_probability_flow_predictor_is_deterministic_and_reproduces_gaussian():
     assert_gaussian_moments(a, 0.04)
 
 
-@pytest.mark.parametrize("name,predictor", [
+@pytest.mark.parametrize("name,predictor", [by_default_if(c in {("vp", "ancestral_sampling"), ("subvp", "reverse_diffusion"),
+                                                               ("ve", "euler_maruyama")}, *c) for c in [
     ("vp", "euler_maruyama"), ("subvp", "euler_maruyama"), ("ve", "euler_maruyama"),
     ("vp", "reverse_diffusion"), ("subvp", "reverse_diffusion"), ("ve", "reverse_diffusion"),
-    ("vp", "ancestral_sampling"), ("ve", "ancestral_sampling")])
+    ("vp", "ancestral_sampling"), ("ve", "ancestral_sampling")]])
 def test_starting_from_exact_marginal_at_t_init_reaches_data(name, predictor):
     # The discrete chains (reverse_diffusion, ancestral_sampling) must take one chain step per grid
     # interval of [eps, t_init]; with the chain of N = num_steps (step T / N, twice the grid's here)
@@ -109,7 +119,7 @@ def test_starting_from_exact_marginal_at_t_init_reaches_data(name, predictor):
 
 @pytest.mark.parametrize("predictor", ["reverse_diffusion", "ancestral_sampling"])
 @pytest.mark.parametrize("t_init", [0.5, 0.37, 0.9, 0.9999, 0.25])
-@pytest.mark.parametrize("steps", [30, 100, 200])
+@pytest.mark.parametrize("steps", [pytest.param(30, marks=pytest.mark.slow), 100, pytest.param(200, marks=pytest.mark.slow)])
 def test_discrete_chain_from_t_init_visits_each_step_once(predictor, t_init, steps):
     # the float32 grid the sampler runs on, mapped to the chain's step indices as the predictors do
     sampler = PCSampler(make_sde("ve", 1000), predictor, "none", num_steps=steps)
@@ -158,7 +168,7 @@ N_MIX = 4000
 SW_BOUND = 0.15  # exact-vs-exact sliced W2 at n = 4000 is about 0.07-0.12; a 20% score error gives > 0.18
 
 
-@pytest.mark.parametrize("name", ["vp", "subvp", "ve"])
+@pytest.mark.parametrize("name", [by_default_if(n == "ve", n) for n in ("vp", "subvp", "ve")])
 def test_pc_mixture_samples_are_close_to_exact_samples(name):
     sde = make_sde(name, 100)
     score_fn = MIXTURE.score_fn(sde)
@@ -216,7 +226,7 @@ def tweedie_posterior_mean(sde, x_t, t):
     return mean + (np.asarray(x_t) - alpha * mean) @ gain.T
 
 
-@pytest.mark.parametrize("name", ["vp", "subvp", "ve"])
+@pytest.mark.parametrize("name", [by_default_if(n == "vp", n) for n in ("vp", "subvp", "ve")])
 def test_denoise_is_the_tweedie_posterior_mean_of_the_sample_at_eps(x64, name):
     # With the `none` predictor the chain's last step (eps -> 0) is the identity, so denoise=False
     # returns x_eps itself, after Langevin steps at every grid time down to eps; denoise=True must
