@@ -115,9 +115,12 @@ def test_vmap_over_examples_agrees_with_batched_call(x64, sde, t, shape):
     b = t.size
     x = jnp.reshape(jnp.cos(jnp.arange(b * int(np.prod(shape)), dtype=t.dtype)), (b,) + shape)
 
+    # The DDPM chain of a VP SDE exists only for beta_max / N <= 1 (its error is tested above).
+    has_discretisation = not (isinstance(sde, sde_lib.VPSDE) and sde.beta_max / sde.N > 1)
+
     def everything(x, t):
-        return (sde.sde(x, t), sde.marginal_prob(x, t), sde.discretize(x, t), sde.prior_logp(x),
-                sde.t_of_sigma(sde.sigma(t)))
+        return (sde.sde(x, t), sde.marginal_prob(x, t), sde.discretize(x, t) if has_discretisation else (),
+                sde.prior_logp(x), sde.t_of_sigma(sde.sigma(t)))
 
     @jax.jit
     def both(x, t):

@@ -44,7 +44,7 @@ def test_corrupt_newest_checkpoint_is_reported_and_training_resumes_exactly_from
     step_dir = workdir / "checkpoints-meta" / "4"
     data_file = sorted((step_dir / "default" / "d").iterdir())[0]
     data_file.write_bytes(b"garbage" + data_file.read_bytes()[7:-7])  # garbled and truncated
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO, logger="absl"):
         train(config, workdir, max_steps=6, progress=False)
 
     prefix = f"Checkpoint at step 4 ({step_dir}) is partial or corrupt and was skipped: "

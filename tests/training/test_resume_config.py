@@ -60,7 +60,7 @@ def test_changed_schedule_keys_resume_from_the_last_checkpoint_and_update_config
     workdir = _copy(trained, tmp_path)
     config = _config("training.n_iters=6", "training.log_freq=1", "optim.lr=1e-3", "model.ema_rate=0.99",
                      "sampling.batch_size=5", "eval.num_samples=7")
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO, logger="absl"):
         state = train(config, workdir, progress=False)
     assert "Restored checkpoint at step 4 " in caplog.text
     assert int(state.step) == 6
