@@ -84,8 +84,8 @@ def test_lowered_program_does_not_grow_with_the_parameter_count(monkeypatch):
 
 
 @pytest.mark.parametrize("batches", [(3, 8), pytest.param((8, 16), marks=pytest.mark.slow)], ids=["3_8", "8_16"])
-# ode_adaptive: the step controller amplifies batch-dependent float rounding of the mixture score
-# (its einsums) up to the solver tolerance since GaussianMixture went eigen-based; open, with -m slow.
+# ode_adaptive fails after this session's merges (cause not isolated; suspected: batch-dependent
+# float rounding of the eigen-based mixture score amplified by the step controller). Open; -m slow.
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "ode_adaptive" else n
                                   for n in SAMPLERS])
 def test_sample_i_is_the_same_in_batches_of_3_8_and_16(name, batches):
