@@ -24,8 +24,6 @@ is timed), so a large config on a small CPU still reports.
 """
 from __future__ import annotations
 
-import json
-import pathlib
 import statistics
 import time
 
@@ -36,6 +34,7 @@ from ml_collections import config_flags
 
 import models
 from configs import validate_config
+from scripts import json_report
 from training.data import data_shape_of, get_data_scaler
 from training.experiment import build_experiment
 from training.sharding import batch_sharding, check_batch_size, shard_batch
@@ -70,18 +69,20 @@ def compiled_flops(compiled) -> float | None:
     return float(cost["flops"]) if cost and "flops" in cost else None
 
 
-def compile_step(config, *, batch_size: int, steps_per_call: int = 1, seed: int = 0):
+def compile_step(config, *, batch_size: int, steps_per_call: int = 1, seed: int = 0, abstract: bool = False):
     """Build the run of `config` as training does and compile its jitted step on a synthetic batch.
 
     Returns `(compiled, state, batches, described)`: `compiled(state, batches) -> (state, metrics)`
     runs `steps_per_call` optimiser steps; `described` holds the fields of the module docstring
-    that need no timing."""
+    that need no timing. With `abstract` the state is only its shapes and shardings (nothing
+    allocated, and the initialisation, minutes to compile for a large network, is skipped): enough
+    to compile and analyse the step, not to run it."""
     if batch_size < 1 or steps_per_call < 1:
         raise ValueError(f"batch_size and steps_per_call must be positive, got {batch_size}, {steps_per_call}")
     shape = data_shape_of(config)
     exp = build_experiment(config, shape)
     check_batch_size(batch_size, exp.mesh, grad_accum_steps=config.training.grad_accum_steps)
-    state, _ = exp.init_state()
+    state = exp.abstract_state() if abstract else exp.init_state()[0]
     objective = make_objective(exp.model, exp.loss, exp.sde, continuous=config.training.continuous,
                                precond=exp.precond)
     train_fn = jit_train_steps(make_train_step(objective, exp.optimizer, ema_rate=config.model.ema_rate,
@@ -121,8 +122,8 @@ def benchmark(config, *, batch_size: int, repeats: int, steps_per_call: int = 1,
     module docstring for the fields of the returned dict."""
     if repeats < 1:
         raise ValueError(f"repeats must be positive, got {repeats}")
-    compiled, state, batches, described = compile_step(config, batch_size=batch_size,
-                                                       steps_per_call=steps_per_call, seed=seed)
+    compiled, state, batches, described = compile_step(config, batch_size=batch_size, steps_per_call=steps_per_call,
+                                                       seed=seed, abstract=compile_only)
     if compile_only:
         return described
 
@@ -162,10 +163,7 @@ def main(argv: list[str]) -> None:
     result = benchmark(config, batch_size=batch_size, repeats=FLAGS.repeats, steps_per_call=FLAGS.steps_per_call,
                        max_seconds=FLAGS.max_seconds, compile_only=FLAGS.compile_only)
     result["config"] = config_flags.get_config_filename(FLAGS["config"])
-    text = json.dumps(result, indent=2)
-    print(text)
-    if FLAGS.output:
-        pathlib.Path(FLAGS.output).write_text(text + "\n")
+    json_report.emit(result, FLAGS.output)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from configs import load_config
-from scripts import benchmark_train_step  # also defines the --batch_size and --output flags used here
+from scripts import benchmark_train_step, json_report  # the first defines the --batch_size, --output flags
 from scripts.pytorch_reference_worker import serve
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -155,10 +155,7 @@ def main(argv: list[str]) -> None:
     for network in FLAGS.networks:
         result[network] = compare(network, with_peer=missing is None)
     result["load_average_end"] = os.getloadavg()[0]
-    text = json.dumps(result, indent=2)
-    print(text)
-    if FLAGS.output:
-        pathlib.Path(FLAGS.output).write_text(text + "\n")
+    json_report.emit(result, FLAGS.output)
 
 
 if __name__ == "__main__":

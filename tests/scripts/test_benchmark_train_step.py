@@ -23,6 +23,10 @@ def test_benchmark_reports_throughput_of_the_configs_train_step():
     assert result["compute_dtype"] == "float32" and result["device"].startswith("cpu")
     assert result["memory"]["peak_estimate_bytes"] >= result["memory"]["argument_bytes"] > 0
     assert result["flops_per_step"] > 0 and result["grad_accum_steps"] == 1 and not result["remat"]
+    # --compile_only compiles the step on the abstract state: the same program, so the same analysis
+    compiled_only = benchmark(config, batch_size=8, repeats=3, steps_per_call=2, compile_only=True)
+    assert compiled_only["memory"] == result["memory"] and "images_per_s" not in compiled_only
+    assert compiled_only["flops_per_step"] == result["flops_per_step"]
 
 
 def test_benchmark_rejects_a_batch_that_is_not_positive():
