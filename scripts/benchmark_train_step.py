@@ -15,7 +15,8 @@ first call after compiling is a warm-up and is not timed. Prints one JSON object
   compile_s        lowering + XLA compilation of the step
   memory           XLA's memory analysis of the compiled step (bytes): arguments, outputs, temporaries
                    and `peak_estimate` = arguments + outputs + temporaries - aliased (donated) buffers
-  flops_per_step   XLA's cost analysis of one optimiser step (model FLOPs, forward and backward)
+  flops_per_step   XLA's cost analysis of one optimiser step (model FLOPs, forward and backward;
+                   it counts a loop body once, so with grad_accum_steps > 1 one micro-batch's)
   param_count      network parameters (jax.eval_shape, nothing allocated)
   device, device_count, compute_dtype, batch_size, steps_per_call, repeats (timed calls done)
 
@@ -45,7 +46,7 @@ flags.DEFINE_integer("batch_size", 0, "Global batch size (0: the config's traini
 flags.DEFINE_integer("repeats", 10, "Timed calls after the warm-up; the median is reported.")
 flags.DEFINE_integer("steps_per_call", 1, "Optimiser steps per jitted call (lax.scan).")
 flags.DEFINE_float("max_seconds", 0.0, "Stop the timed repeats after this many seconds (0: no limit).")
-flags.DEFINE_bool("compile_only", False, "Report compile time, memory and FLOPs without timing steps.")
+flags.DEFINE_bool("compile_only", False, "Report compile time, memory and FLOPs without initialising the state or timing steps.")
 flags.DEFINE_string("output", None, "Also write the JSON to this path.")
 FLAGS = flags.FLAGS
 
