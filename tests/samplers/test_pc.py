@@ -197,10 +197,14 @@ def _count_score_calls(sampler, shape):
     return int(counter), nfe
 
 
-@pytest.mark.parametrize("denoise", [False, True])
-@pytest.mark.parametrize("predictor,corrector,n_steps", [
-    ("reverse_diffusion", "langevin", 1), ("euler_maruyama", "langevin", 3), ("none", "ald", 2),
-    ("ancestral_sampling", "none", 4), ("euler_maruyama", "none", 1), ("none", "none", 1)])
+NFE_CASES = [("reverse_diffusion", "langevin", 1), ("euler_maruyama", "langevin", 3), ("none", "ald", 2),
+             ("ancestral_sampling", "none", 4), ("euler_maruyama", "none", 1), ("none", "none", 1)]
+
+
+# Each case compiles a chain: by default every predictor and corrector once, denoising on every
+# other case (with and without a predictor); every case both ways with -m slow.
+@pytest.mark.parametrize("predictor,corrector,n_steps,denoise", [
+    by_default_if(i % 2 == denoise, *case, denoise) for i, case in enumerate(NFE_CASES) for denoise in (False, True)])
 def test_nfe_equals_counted_score_evaluations(predictor, corrector, n_steps, denoise):
     # VE: two steps are a valid chain there (on VP the discrete beta would exceed 1, see below)
     sampler = PCSampler(make_sde("ve", 1000), predictor, corrector, n_steps_each=n_steps, num_steps=2, denoise=denoise)
