@@ -13,7 +13,7 @@ FAST_COMPILE_FLAGS = "--xla_llvm_disable_expensive_passes=true"
 os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE_FLAGS}".strip()
 
 import jax  # noqa: E402
-import pytest
+import pytest  # noqa: E402
 
 # One cache folder per xdist worker: JAX writes cache entries non-atomically, and a worker
 # reading an entry another is still writing has been seen to hang the reading process.
