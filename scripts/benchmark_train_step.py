@@ -109,7 +109,7 @@ def compile_step(config, *, batch_size: int, steps_per_call: int = 1, seed: int 
         "param_dtype": "float32",
         "compile_s": compile_s,
         "memory": compiled_memory(compiled),
-        "flops_per_step": None if flops is None else flops / steps_per_call,
+        "flops_per_step": flops,  # XLA counts the body of the steps' scan, one step, once
         "device": f"{jax.devices()[0].platform}:{jax.devices()[0].device_kind}",
         "device_count": jax.device_count(),
         "jax_version": jax.__version__,

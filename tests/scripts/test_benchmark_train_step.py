@@ -27,6 +27,8 @@ def test_benchmark_reports_throughput_of_the_configs_train_step():
     compiled_only = benchmark(config, batch_size=8, repeats=3, steps_per_call=2, compile_only=True)
     assert compiled_only["memory"] == result["memory"] and "images_per_s" not in compiled_only
     assert compiled_only["flops_per_step"] == result["flops_per_step"]
+    one_step = benchmark(config, batch_size=8, repeats=1, compile_only=True)  # no scan of several steps
+    assert one_step["flops_per_step"] == pytest.approx(result["flops_per_step"], rel=1e-3)
 
 
 def test_benchmark_rejects_a_batch_that_is_not_positive():
