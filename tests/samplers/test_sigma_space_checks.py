@@ -10,11 +10,13 @@ from samplers.ddim import DDIMSampler
 from samplers.dpm_solver import DPMSolverPPSampler
 from samplers.dpm_solver_sde import DPMSolverSDESampler
 from samplers.edm_heun import EDMHeunSampler
+from samplers.ipndm import IPNDMSampler
 from samplers.lms import LMSSampler
 from samplers.sigma_schedule import few_step_sigma_min
 from samplers.unipc import UniPCSampler
 
-SOLVERS = [EDMHeunSampler, DDIMSampler, DPMSolverPPSampler, LMSSampler, UniPCSampler, DPMSolverSDESampler]
+SOLVERS = [EDMHeunSampler, DDIMSampler, DPMSolverPPSampler, LMSSampler, IPNDMSampler, UniPCSampler,
+           DPMSolverSDESampler]
 DATA = sde_lib.gaussian(jnp.zeros((2,)), jnp.eye(2))
 
 
