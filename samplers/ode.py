@@ -13,7 +13,11 @@ from collections.abc import Callable
 import diffrax
 import jax
 import jax.numpy as jnp
-from jax.experimental.shard_alike import shard_alike
+
+try:  # jax < 0.11; later versions dropped it and keep the sharding of y(t1) without help
+    from jax.experimental.shard_alike import shard_alike
+except ImportError:
+    shard_alike = None
 
 from samplers import common
 from samplers.common import initial_state
@@ -61,7 +65,7 @@ def solve(fn: Callable[[Array, Array], object], y0, t0: Array, t1: Array, *, sol
                               stepsize_controller=controller, max_steps=max_steps, throw=False)
     # diffrax writes y(t1) into a save buffer created without a sharding, and the partitioner
     # gathers it onto every device; tying y(t1) to y0 keeps a batch-sharded y0's sharding.
-    y1 = jax.tree.map(lambda leaf, start: shard_alike(leaf[-1], start)[0], sol.ys, y0)
+    y1 = jax.tree.map(lambda leaf, start: shard_alike(leaf[-1], start)[0] if shard_alike else leaf[-1], sol.ys, y0)
     nfe = at_start + per_step * sol.stats["num_steps"]
     return y1, nfe, sol.result
 

@@ -41,6 +41,7 @@ from samplers.unipc import UniPCSampler
 
 flags.DEFINE_list("configs", ["configs/vp/cifar10_ddpmpp_continuous.py", "configs/ve/cifar10_ncsnpp_continuous.py"],
                   "Config files of the networks.")
+flags.DEFINE_list("overrides", [], "Config overrides applied to every config (e.g. model.nf=16 for a dry run).")
 flags.DEFINE_integer("batch", 8, "Batch size.")
 flags.DEFINE_integer("steps", 3, "Steps of each sampler (few: the ratio, not the sample, is measured).")
 flags.DEFINE_integer("repeats", 3, "Timed rounds (each calls the forward and every sampler once).")
@@ -67,8 +68,9 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def benchmark(config_path: str, names: list[str], batch: int, steps: int, repeats: int) -> dict:
-    config = load_config(config_path)
+def benchmark(config_path: str, names: list[str], batch: int, steps: int, repeats: int,
+              overrides: list[str] = ()) -> dict:
+    config = load_config(config_path, list(overrides))
     sde = build_sde(config)
     model = models.build_model(config)
     shape = (batch, *models.input_shape_of(config)[1:])
@@ -80,7 +82,7 @@ def benchmark(config_path: str, names: list[str], batch: int, steps: int, repeat
     forward = jax.jit(lambda params, x, t: score(params)(x, t))
     x, t = jax.random.normal(jax.random.key(2), shape), jnp.full((batch,), 0.5)
     samplers = {name: SAMPLERS[name](sde, steps) for name in names}
-    record = {"config": config_path, "batch": batch, "steps": steps,
+    record = {"config": config_path, "overrides": list(overrides), "batch": batch, "steps": steps,
               "params": sum(leaf.size for leaf in jax.tree.leaves(checkpoints[0])), "samplers": {}}
     first_forward = _timed(lambda: forward(checkpoints[0], x, t))
     first = {}
@@ -109,12 +111,13 @@ def benchmark(config_path: str, names: list[str], batch: int, steps: int, repeat
 def main(_):
     names = FLAGS.samplers or list(SAMPLERS)
     result = {"device": str(jax.devices()[0].device_kind), "backend": jax.default_backend(),
-              "note": "wall-clock on a shared machine; calls alternate between entries",
-              "runs": [benchmark(path, names, FLAGS.batch, FLAGS.steps, FLAGS.repeats) for path in FLAGS.configs]}
-    text = json.dumps(result, indent=2)
-    print(text)
-    if FLAGS.out:
-        pathlib.Path(FLAGS.out).write_text(text)
+              "jax_version": jax.__version__,
+              "note": "wall-clock on a shared machine; calls alternate between entries", "runs": []}
+    for path in FLAGS.configs:  # written after each config, so a killed run keeps what it measured
+        result["runs"].append(benchmark(path, names, FLAGS.batch, FLAGS.steps, FLAGS.repeats, FLAGS.overrides))
+        if FLAGS.out:
+            pathlib.Path(FLAGS.out).write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -52,4 +52,6 @@ def test_gpu_benchmark_runs_every_case_at_toy_sizes():
             case = result["train"][net][dtype]
             assert case["images_per_s"] > 0 and case["compute_dtype"] == dtype and 0 < case["mfu"] < 1
             assert case["memory"]["peak_estimate_bytes"] > 0
+        for method in ("pc", "dpm_solver"):
+            assert 0 < result["sample"][net][method]["overhead"] < 100
         assert {m: r["nfe"] for m, r in result["sample"][net].items()} == {"pc": 3, "dpm_solver": 3}
