@@ -6,7 +6,8 @@ Contract shared by every sampler (see `samplers.registry.SAMPLERS`): a frozen da
 starts from `x_init` at time `t_init` (a scalar or one per example, `[B]`; needs `x_init`; default: a
 prior sample at T in `common.default_float_dtype()`), runs the whole chain on device in one
 `lax.scan` / `fori_loop` / diffrax solve, and returns the samples and the number of score evaluations
-per example as a Python int (the largest over the batch for an adaptive solve).
+per example as a Python int (for an adaptive solve, the largest over the batch: the number of batched
+score evaluations made).
 
 Calling convention (`samplers.common`, shared by every sampler, the likelihood, inpainting,
 colorization, guidance, denoise, edit and encode):
@@ -19,8 +20,11 @@ colorization, guidance, denoise, edit and encode):
   `x_init`, `t_init` and `indices` are traced. So new weights, a new EMA, new labels or a new guidance
   weight of the same shapes run the compiled program; a new sampler setting, shape or dtype compiles.
 - Per-example randomness: sample i uses `fold_in(rng, indices[i])` (default `indices = arange(B)`)
-  alone, so it is the same in any batch size, on any device count, padded or not (except with the PC
-  `langevin` corrector, whose step size is a batch average as in the reference).
+  alone, so it is the same in any batch size, on any device count, padded or not. The one exception
+  is the PC `langevin` corrector, whose step size is a batch average as in the reference. Adaptive
+  ODE solves (`ode` without `num_steps`, the likelihood, encode) control each example's steps on its
+  own, so they are no exception; in float32 they turn rounding (which XLA does per compiled batch
+  size) into step-size changes, so sample i agrees to within the solver tolerance, in float64 exactly.
 - Schedules (time grids, noise levels, DPM-Solver coefficients) are built on the host in float64 and
   cast once, when the start time is known on the host (always from the prior); a traced or
   per-example `t_init` builds them on device.

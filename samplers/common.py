@@ -18,10 +18,14 @@ Per-example randomness. Sample i is drawn with the key `fold_in(rng, indices[i])
 default `indices = arange(B)`): the chain is vmapped over examples, each seeing a batch of one, so
 its prior draw, every step's noise, and an adaptive solver's step sizes belong to it alone. Sample i
 is therefore the same in a batch of 3 or 16, on one device or four, padded or not (Karras et al.
-2022 draw each seed from its own generator for the same reason). Vmapping a network over batches of
-one compiles to the same batched convolutions and matmuls. The one exception is the PC `langevin`
-corrector, whose signal-to-noise step size is averaged over the batch as in the reference (a
-per-example ratio is unstable in low dimensions): with it, sample i depends on its batch.
+2022 draw each seed from its own generator for the same reason), up to float rounding, which XLA may
+do differently per compiled batch size. Vmapping a network over batches of one compiles to the same
+batched convolutions and matmuls. The one exception is the PC `langevin` corrector, whose
+signal-to-noise step size is averaged over the batch as in the reference (a per-example ratio is
+unstable in low dimensions): with it, sample i depends on its batch. An adaptive ODE solve (sampler,
+likelihood, encode) is no exception, as its step control is per example, but in float32 it turns
+rounding into step-size changes, so there sample i agrees only to within the solver tolerance
+(bit for bit in float64; `samplers.ode`).
 """
 from __future__ import annotations
 

@@ -5,7 +5,8 @@ Song, Meng & Ermon 2021, "DDIM", sec. 5.3).
 The flow dx/dt = f(x, t) - g(t)^2 score(x, t) / 2 is a deterministic bijection between data at
 t = eps and latents at t = T, so decode(encode(x)) = x up to the solver tolerance. Both directions
 are adaptive diffrax solves of the same ODE, jitted, one per example (`samplers.common.per_example`:
-each example has its own steps, so its code does not depend on the rest of the batch).
+each example has its own steps, so its code does not depend on the rest of the batch: bit for bit
+in float64, to within the solver tolerance in float32, see `samplers.ode`).
 """
 from __future__ import annotations
 

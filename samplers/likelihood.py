@@ -7,7 +7,9 @@ so integrating forward from data at t = eps to T
     log p_eps(x) = log p_T(z) + int_eps^T div f~(x_t, t) dt,   z = x_T    (eq. 39)
 
 with the prior p_T ~ `sde.prior_logp`. The state (x, delta_logp) is solved by adaptive diffrax
-steps per example (`samplers.common.per_example`: its own steps and probes, whatever the batch).
+steps per example (`samplers.common.per_example`: its own steps and probes, whatever the batch; in
+float32 its steps, like the ODE sampler's, agree across batch sizes only to rounding amplified up to
+the solver tolerance, see `samplers.ode`).
 The divergence is exact (one Jacobian-vector product per dimension, for low dimensions) or Hutchinson's estimate E_v[v^T (d f~ / dx) v] (Hutchinson 1989; Grathwohl et
 al. 2018) with `num_probes` Rademacher or Gaussian probes v drawn once per solve, so the
 integrand is a smooth function of t and the adaptive solver sees one ODE.
@@ -45,8 +47,9 @@ class Likelihood(NamedTuple):
     logp: `[B]` log-density (nats) of x under the model at time eps.
     prior_logp: `[B]` the prior term log p_T(z).
     z: `[B, ...]` the latent at T.
-    nfe: evaluations of the augmented vector field, the largest over the batch (a Python int; an int32
-      scalar under an enclosing jit); each is one score evaluation plus `num_probes` (Hutchinson) or
+    nfe: batched evaluations of the augmented vector field, i.e. the largest per-example count (each
+      example has its own steps; the vmapped solve runs until the slowest is done), a Python int (an
+      int32 scalar under an enclosing jit); each is one score evaluation plus `num_probes` (Hutchinson) or
       D (exact) Jacobian-vector products through it.
     solved: `[B]` bool, whether example i's solve reached T; False when it stopped at `max_steps` or
       on a step-size underflow, and then its logp is not a likelihood (callers report it).

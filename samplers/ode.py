@@ -1,9 +1,14 @@
 """Sampling by the probability-flow ODE (Song et al. 2021, eq. 13), solved on device with diffrax.
 
-dx/dt = f(x, t) - g(t)^2 score(x, t) / 2 is integrated from t_init (default T) down to eps for
-the whole batch at once: one adaptive solve (Tsit5 / Dopri5 / ... with rtol and atol, a PID
-step-size controller) or `num_steps` fixed steps of any listed solver. The step size is shared
-by the batch (the error norm is the RMS over all of it), so every example costs the same nfe.
+dx/dt = f(x, t) - g(t)^2 score(x, t) / 2 is integrated from t_init (default T) down to eps: an
+adaptive solve (Tsit5 / Dopri5 / ... with rtol and atol, a PID step-size controller) or `num_steps`
+fixed steps of any listed solver. Each example is solved on its own (`samplers.common.per_example`
+vmaps the solve): its error norm, step sizes and accepted steps are its own, while the score is
+still called once per solver stage on the whole batch (vmap batches the while loop, which runs until
+the slowest example is done; finished examples stay put). In float64 sample i is therefore the same
+bit for bit in any batch. In float32 the error estimate of the first, short steps sits at rounding
+level and XLA rounds a diffrax step differently for each compiled batch size, so the step sizes, and
+sample i, agree across batch sizes only to within the solver tolerance.
 """
 from __future__ import annotations
 
@@ -93,8 +98,9 @@ class ODESampler:
     `num_steps=None` solves adaptively with `rtol` / `atol` (an adaptive solver is needed);
     otherwise `num_steps` fixed steps. With `denoise`, a final Tweedie step E[x_0 | x_eps]
     (one more score evaluation) replaces the sample at eps. Each example is solved on its own (its
-    own adaptive steps); nfe is the largest count over the batch, a Python int (an int32 array when
-    called under an enclosing jit).
+    own adaptive steps, see the module docstring); nfe is the number of batched score evaluations
+    made, which is the largest per-example count (the vmapped solve evaluates the whole batch until
+    its slowest example is done), a Python int (an int32 array when called under an enclosing jit).
     """
 
     sde: SDE

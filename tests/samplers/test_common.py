@@ -84,20 +84,31 @@ def test_lowered_program_does_not_grow_with_the_parameter_count(monkeypatch):
 
 
 @pytest.mark.parametrize("batches", [(3, 8), pytest.param((8, 16), marks=pytest.mark.slow)], ids=["3_8", "8_16"])
-# ode_adaptive fails after this session's merges (cause not isolated; suspected: batch-dependent
-# float rounding of the eigen-based mixture score amplified by the step controller). Open; -m slow.
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "ode_adaptive" else n
-                                  for n in SAMPLERS])
+@pytest.mark.parametrize("name", list(SAMPLERS))
 def test_sample_i_is_the_same_in_batches_of_3_8_and_16(name, batches):
     sampler = SAMPLERS[name]
-    small, large = (np.asarray(sampler(jax.random.key(7), SCORE, (batch, 2))[0]) for batch in batches)
+    # The adaptive ODE in float64: in float32 its step sizes follow rounding that XLA compiles per batch
+    # shape (next test), so only float64 shows per-example identity at 1e-5 (bit for bit, in fact).
+    with jax.enable_x64(name == "ode_adaptive"):
+        small, large = (np.asarray(sampler(jax.random.key(7), SCORE, (batch, 2))[0]) for batch in batches)
+        # global indices: examples 5..7 drawn alone are examples 5..7 of the batch
+        alone = np.asarray(sampler(jax.random.key(7), SCORE, (3, 2), indices=jnp.arange(5, 8))[0])
     # atol 1e-5: the batch size changes only XLA's vectorisation, so float32 rounding (a few ulps, grown
     # by a churned chain to ~3e-6) may differ; a key or batch mix-up differs by O(1).
     np.testing.assert_allclose(small, large[:batches[0]], rtol=1e-5, atol=1e-5)
     assert np.abs(large[:3] - large[3:6]).min() > 1e-4  # different examples differ
-    # global indices: examples 5..7 drawn alone are examples 5..7 of the batch
-    alone, _ = sampler(jax.random.key(7), SCORE, (3, 2), indices=jnp.arange(5, 8))
-    np.testing.assert_allclose(np.asarray(alone), large[5:8], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(alone, large[5:8], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_adaptive_ode_in_float32_is_the_same_in_batches_of_3_and_8_within_its_tolerance():
+    """A float32 error estimate of the first, short steps sits at rounding level (~1e-7, the float64
+    estimate is as small), and one diffrax Tsit5 step rounds differently at batch 1, 3 and 8 (XLA
+    compiles each batch shape on its own): the PID factor err^(-1/5) turns that into different step
+    sizes, so example i moves within the solver tolerance with its batch (measured: up to 5 rtol)."""
+    rtol = SAMPLERS["ode_adaptive"].rtol
+    small, large = (np.asarray(SAMPLERS["ode_adaptive"](jax.random.key(7), SCORE, (batch, 2))[0]) for batch in (3, 8))
+    np.testing.assert_allclose(small, large[:3], rtol=0, atol=20 * rtol * (1 + np.abs(large[:3]).max()))
 
 
 @pytest.mark.slow
@@ -161,10 +172,12 @@ FOUR_DEVICES = textwrap.dedent("""
     for name, sampler in {"pc": PCSampler(vp, "euler_maruyama", "ald", num_steps=25),
                           "edm_heun_churn": EDMHeunSampler(vp, num_steps=4, S_churn=10.0),
                           "ode_adaptive": ODESampler(vp, rtol=1e-3, atol=1e-3)}.items():
-        one, _ = sampler(jax.random.key(5), score_fn, (6, 2))
-        # 6 examples padded to 8 for 4 devices: the padding (indices 6, 7) does not move examples 0..5
-        indices = jax.device_put(jnp.arange(8), batch)
-        four, _ = sampler(jax.random.key(5), score_fn, (8, 2), indices=indices)
+        # the adaptive solve in float64: in float32 its steps follow per-batch-shape rounding (batch tests above)
+        with jax.enable_x64(name == "ode_adaptive"):
+            one, _ = sampler(jax.random.key(5), score_fn, (6, 2))
+            # 6 examples padded to 8 for 4 devices: the padding (indices 6, 7) does not move examples 0..5
+            indices = jax.device_put(jnp.arange(8), batch)
+            four, _ = sampler(jax.random.key(5), score_fn, (8, 2), indices=indices)
         assert four.sharding.is_equivalent_to(batch, 2), (name, four.sharding)
         np.testing.assert_allclose(np.asarray(four)[:6], np.asarray(one), rtol=1e-5, atol=1e-6, err_msg=name)
         print("OK", name, flush=True)

@@ -18,10 +18,14 @@ SDES = {"vp": VPSDE(), "subvp": subVPSDE(), "ve": VESDE(sigma_max=50.0)}
 EPS = 1e-5
 
 
+@functools.cache
+def _jitted(**kwargs):
+    return jax.jit(functools.partial(likelihood.log_likelihood, **kwargs), static_argnums=(1, 2))
+
+
 def _solve(x, sde, score_fn, rng=None, **kwargs):
     rng = jax.random.PRNGKey(0) if rng is None else rng
-    fn = jax.jit(functools.partial(likelihood.log_likelihood, **kwargs), static_argnums=(1, 2))
-    return fn(rng, sde, score_fn, x)
+    return _jitted(**kwargs)(rng, sde, score_fn, x)
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=() if n == "vp" else pytest.mark.slow) for n in SDES])
@@ -32,7 +36,8 @@ def test_exact_divergence_logp_matches_closed_form_log_p_eps(x64, name):
     data = gaussian(jnp.asarray(MEAN), jnp.asarray(COV))
     x = data.sample(jax.random.PRNGKey(1), 8, dtype=jnp.float64)
     x = x.at[0].set(jnp.asarray(MEAN) + 3.0)  # a point in the tail
-    out = _solve(x, sde, data.score_fn(sde), divergence="exact", rtol=1e-8, atol=1e-8, eps=EPS)
+    score_fn = data.score_fn(sde)
+    out = _solve(x, sde, score_fn, divergence="exact", rtol=1e-8, atol=1e-8, eps=EPS)
     exact_eps = data.log_prob(x, jnp.full((8,), EPS), sde)
     exact_T = data.log_prob(out.z, jnp.full((8,), sde.T), sde)
     delta = out.logp - out.prior_logp
@@ -41,6 +46,12 @@ def test_exact_divergence_logp_matches_closed_form_log_p_eps(x64, name):
     np.testing.assert_allclose(out.prior_logp, sde.prior_logp(out.z), rtol=1e-12)
     # The model's own log-density differs from the truth only by the prior's mismatch at T.
     np.testing.assert_allclose(out.logp - exact_eps, out.prior_logp - exact_T, atol=1e-5)
+    # Each example's solve has its own steps: new batch-mates (tail points in place of examples 3..7,
+    # which take other steps) leave the bits/dim of examples 0..2 as they were (the compiled program is reused).
+    mates = _solve(x.at[3:].set(3.0 * x[3:]), sde, score_fn, divergence="exact", rtol=1e-8, atol=1e-8, eps=EPS)
+    assert np.all(np.abs(np.asarray(mates.logp - out.logp)[3:]) > 1.0)
+    np.testing.assert_allclose(likelihood.bits_per_dim(mates.logp[:3], 3, 1 / 256),
+                               likelihood.bits_per_dim(out.logp[:3], 3, 1 / 256), rtol=0, atol=1e-12)
 
 
 @pytest.mark.slow  # the exact-divergence and bits/dim checks run by default
@@ -92,6 +103,21 @@ def test_nfe_counts_every_vector_field_evaluation():
         jax.block_until_ready(out.logp)
         assert int(out.nfe) == len(calls) > 10
         assert out.z.shape == x.shape and out.logp.shape == out.prior_logp.shape == (4,)
+
+
+@pytest.mark.slow  # the default run changes the batch-mates at a fixed batch size (above)
+def test_bits_per_dim_of_example_i_is_the_same_in_batches_of_3_and_8(x64):
+    """Each example has its own adaptive solve and Hutchinson probe (`fold_in(rng, i)`), so its bits/dim
+    does not depend on its batch: bit for bit in float64. (In float32 the step sizes follow rounding
+    that XLA compiles per batch shape, so it agrees only to within the solver tolerance.)"""
+    sde = SDES["vp"]
+    data = gaussian(jnp.asarray(MEAN), jnp.asarray(COV))
+    x = data.sample(jax.random.PRNGKey(2), 8, dtype=jnp.float64)
+    small, large = (likelihood.bits_per_dim(likelihood.log_likelihood(jax.random.PRNGKey(0), sde, data.score_fn(sde),
+                                                                      batch, rtol=1e-4, atol=1e-4).logp, 3, 1 / 256)
+                    for batch in (x[:3], x))
+    np.testing.assert_allclose(small, large[:3], rtol=0, atol=1e-10)
+    assert np.all(np.abs(np.diff(np.asarray(large))) > 1e-3)  # different examples differ
 
 
 def test_bits_per_dim_formula():
