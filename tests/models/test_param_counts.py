@@ -26,7 +26,10 @@ REFERENCE_COUNTS = {
 }
 
 
-@pytest.mark.parametrize("relpath,millions", REFERENCE_COUNTS.items(), ids=list(REFERENCE_COUNTS))
+# The sub-VP configs build the VP networks (counted by default): they run with -m slow.
+@pytest.mark.parametrize("relpath,millions", [
+    pytest.param(path, millions, marks=pytest.mark.slow if path.startswith("subvp/") else ())
+    for path, millions in REFERENCE_COUNTS.items()], ids=list(REFERENCE_COUNTS))
 def test_cifar10_config_matches_reference_parameter_count(relpath, millions):
     config = load_config(CONFIG_ROOT / relpath)
     count = models.count_params(config)

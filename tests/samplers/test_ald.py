@@ -21,7 +21,8 @@ def whitened_errors(x):
     return np.abs(y.mean(0)).max(), np.abs(np.cov(y.T) - np.eye(2)).max()
 
 
-@pytest.mark.parametrize("name", list(SDES))
+# sub-VP (the VP noise levels over another alpha) with -m slow.
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow if n == "subvp" else ()) for n in SDES])
 def test_ald_reproduces_gaussian_mean_and_covariance(name):
     sde = SDES[name]
     data = sde_lib.gaussian(jnp.asarray(MEAN, jnp.float32), jnp.asarray(COV, jnp.float32))

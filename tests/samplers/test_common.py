@@ -53,7 +53,13 @@ def _compilations():
     return common._per_example._cache_size()
 
 
-@pytest.mark.parametrize("name", [*SAMPLERS, "likelihood"])
+# The weights reach every sampler through the one jit of `samplers.common`: by default a stochastic
+# chain, a churned sigma-space solver, an adaptive solve and the likelihood; every sampler with -m slow.
+NETWORK_DEFAULT = ("pc_em_ald", "edm_heun_churn", "ode_adaptive", "likelihood")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n in NETWORK_DEFAULT else pytest.mark.slow)
+                                  for n in (*SAMPLERS, "likelihood")])
 def test_new_network_weights_of_the_same_shapes_do_not_recompile(name):
     def run(params):
         score_fn = _network_score(params)
@@ -83,8 +89,15 @@ def test_lowered_program_does_not_grow_with_the_parameter_count(monkeypatch):
     assert large < 1.05 * small, sizes  # the weights are arguments, not constants in the program
 
 
+# By default each sampler family that draws noise per step (its per-example keys are its own code;
+# the PC chain once, with a corrector), the adaptive ODE and one fixed-step deterministic solver (the
+# other deterministic ones differ from it only after the shared per-example start); all with -m slow.
+BATCH_SLOW = ("pc_reverse_diffusion", "dpm_solver", "lms", "unipc")
+
+
 @pytest.mark.parametrize("batches", [(3, 8), pytest.param((8, 16), marks=pytest.mark.slow)], ids=["3_8", "8_16"])
-@pytest.mark.parametrize("name", list(SAMPLERS))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in BATCH_SLOW else n
+                                  for n in SAMPLERS])
 def test_sample_i_is_the_same_in_batches_of_3_8_and_16(name, batches):
     sampler = SAMPLERS[name]
     # The adaptive ODE in float64: in float32 its step sizes follow rounding that XLA compiles per batch

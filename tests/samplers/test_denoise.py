@@ -67,9 +67,11 @@ def test_estimate_noise_level_recovers_sigma_on_smooth_images():
 
 
 @pytest.mark.parametrize("name,predictor,steps", [
-    ("vp", "euler_maruyama", 200), ("ve", "euler_maruyama", 200),
+    # every predictor and both SDEs by default; VE Euler-Maruyama and VP reverse diffusion with -m slow
+    ("vp", "euler_maruyama", 200), pytest.param("ve", "euler_maruyama", 200, marks=pytest.mark.slow),
     # discrete chains from t* < T (their chain is matched to the grid from t*)
-    ("vp", "reverse_diffusion", 100), ("ve", "reverse_diffusion", 100), ("vp", "ancestral_sampling", 100)])
+    pytest.param("vp", "reverse_diffusion", 100, marks=pytest.mark.slow), ("ve", "reverse_diffusion", 100),
+    ("vp", "ancestral_sampling", 100)])
 def test_posterior_sampling_reproduces_exact_posterior_moments(name, predictor, steps):
     """x | y ~ N(mu + S (S + s^2 I)^-1 (y - mu), S - S (S + s^2 I)^-1 S) for x ~ N(mu, S), y = x + s n."""
     sde = SDES[name]

@@ -14,6 +14,11 @@ COV = np.array([[1.0, 0.4, 0.0], [0.4, 0.5, 0.0], [0.0, 0.0, 0.3]])  # {0, 1} in
 SDES = {"vp": VPSDE(), "ve": VESDE(sigma_max=20.0)}
 
 
+def one_sde_by_default(default):
+    """The SDE names, all but `default` with -m slow: the checks alternate their default SDE."""
+    return [pytest.param(n, marks=() if n == default else pytest.mark.slow) for n in SDES]
+
+
 def _sampler(sde, num_steps=200):
     """Euler-Maruyama steps the reverse SDE on the sampler's own grid from any t_init."""
     return PCSampler(sde, predictor="euler_maruyama", corrector="none", num_steps=num_steps)
@@ -24,7 +29,7 @@ def _moments(x):
     return x.mean(0), np.cov(x.T)
 
 
-@pytest.mark.parametrize("name", list(SDES))
+@pytest.mark.parametrize("name", one_sde_by_default("vp"))
 def test_strength_zero_returns_the_input(x64, name):
     sde = SDES[name]
     data = gaussian(jnp.asarray(MEAN), jnp.asarray(COV))
@@ -35,7 +40,7 @@ def test_strength_zero_returns_the_input(x64, name):
     assert float(jnp.mean(jnp.abs(edited - x))) < 0.01
 
 
-@pytest.mark.parametrize("name", list(SDES))
+@pytest.mark.parametrize("name", one_sde_by_default("ve"))
 def test_strength_one_gives_data_moments(name):
     sde = SDES[name]
     data = gaussian(jnp.asarray(MEAN, jnp.float32), jnp.asarray(COV, jnp.float32))
@@ -50,7 +55,7 @@ def test_strength_one_gives_data_moments(name):
     assert nfe == 200
 
 
-@pytest.mark.parametrize("name", list(SDES))
+@pytest.mark.parametrize("name", one_sde_by_default("ve"))
 def test_mask_keeps_the_known_region_and_the_independent_block_exact(name):
     sde = SDES[name]
     data = gaussian(jnp.asarray(MEAN, jnp.float32), jnp.asarray(COV, jnp.float32))

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.tree_util import Partial
 
 import samplers
 import sde_lib
@@ -37,6 +38,17 @@ def whitened_errors(x):
     chol = np.linalg.cholesky(np.asarray(COV))
     y = np.linalg.solve(chol, (np.asarray(x, np.float64) - np.asarray(MEAN)).T).T
     return np.abs(y.mean(0)).max(), np.abs(np.cov(y.T) - np.eye(2)).max()
+
+
+def _times(score_fn, scale, x, t):
+    return scale * score_fn(x, t)
+
+
+def scalable(score_fn):
+    """`scaled(s)`: `score_fn` times s, with s a traced argument, so that the exact score (s = 1,
+    the same samples) and a deliberately wrong one share one compiled chain."""
+    times = functools.partial(_times, score_fn)  # one static callable for every s
+    return lambda s: Partial(times, jnp.float32(s))
 
 
 def assert_gaussian_moments(x, allowance, cov_allowance=None):
@@ -79,13 +91,13 @@ def by_default_if(condition, *values):
 def test_pc_reproduces_gaussian_mean_and_covariance_and_rejects_a_score_ten_percent_off(
         name, predictor, corrector, n, cov_allowance):
     sde = make_sde(name, 100)
-    score_fn = GAUSS.score_fn(sde)
+    scaled = scalable(GAUSS.score_fn(sde))
     sampler = PCSampler(sde, predictor, corrector)
-    x, nfe = sampler(jax.random.key(0), score_fn, (n, 2))
+    x, nfe = sampler(jax.random.key(0), scaled(1.0), (n, 2))
     assert nfe == 100 * (2 if corrector == "langevin" else 1)
     assert_gaussian_moments(x, MEAN_ALLOWANCE, cov_allowance)
     # the tolerance has power: a score 10% too large contracts the covariance beyond it
-    wrong, _ = sampler(jax.random.key(0), lambda x, t: 1.1 * score_fn(x, t), (n, 2))
+    wrong, _ = sampler(jax.random.key(0), scaled(1.1), (n, 2))
     with pytest.raises(AssertionError, match="covariance"):
         assert_gaussian_moments(wrong, MEAN_ALLOWANCE, cov_allowance)
 
@@ -173,13 +185,13 @@ SW_BOUND = 0.15  # exact-vs-exact sliced W2 at n = 4000 is about 0.07-0.12; a 20
 @pytest.mark.parametrize("name", [by_default_if(n == "vp", n) for n in ("vp", "subvp", "ve")])
 def test_pc_mixture_samples_are_close_to_exact_samples(name):
     sde = make_sde(name, 100)
-    score_fn = MIXTURE.score_fn(sde)
+    scaled = scalable(MIXTURE.score_fn(sde))
     sampler = PCSampler(sde, "reverse_diffusion", "langevin")
-    x, _ = sampler(jax.random.key(0), score_fn, (N_MIX, 2))
+    x, _ = sampler(jax.random.key(0), scaled(1.0), (N_MIX, 2))
     exact = MIXTURE.sample(jax.random.key(1), N_MIX)
     assert float(sliced_wasserstein(jax.random.key(2), x, exact)) < SW_BOUND
     if name == "vp":  # the bound has power: a score scaled by 0.8 fails it
-        wrong, _ = sampler(jax.random.key(0), lambda x, t: 0.8 * score_fn(x, t), (N_MIX, 2))
+        wrong, _ = sampler(jax.random.key(0), scaled(0.8), (N_MIX, 2))
         assert float(sliced_wasserstein(jax.random.key(2), wrong, exact)) > SW_BOUND
 
 
@@ -197,10 +209,14 @@ def _count_score_calls(sampler, shape):
     return int(counter), nfe
 
 
-@pytest.mark.parametrize("denoise", [False, True])
-@pytest.mark.parametrize("predictor,corrector,n_steps", [
-    ("reverse_diffusion", "langevin", 1), ("euler_maruyama", "langevin", 3), ("none", "ald", 2),
-    ("ancestral_sampling", "none", 4), ("euler_maruyama", "none", 1), ("none", "none", 1)])
+NFE_CASES = [("reverse_diffusion", "langevin", 1), ("euler_maruyama", "langevin", 3), ("none", "ald", 2),
+             ("ancestral_sampling", "none", 4), ("euler_maruyama", "none", 1), ("none", "none", 1)]
+
+
+# Each case compiles a chain: by default every predictor and corrector once, denoising on every
+# other case (with and without a predictor); every case both ways with -m slow.
+@pytest.mark.parametrize("predictor,corrector,n_steps,denoise", [
+    by_default_if(i % 2 == denoise, *case, denoise) for i, case in enumerate(NFE_CASES) for denoise in (False, True)])
 def test_nfe_equals_counted_score_evaluations(predictor, corrector, n_steps, denoise):
     # VE: two steps are a valid chain there (on VP the discrete beta would exceed 1, see below)
     sampler = PCSampler(make_sde("ve", 1000), predictor, corrector, n_steps_each=n_steps, num_steps=2, denoise=denoise)

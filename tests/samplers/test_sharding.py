@@ -14,6 +14,10 @@ import pytest
 SIGMA_SPACE = ("edm_heun", "edm_heun_churn", "edm_heun_t_init", "ddim", "ddim_eta1", "dpm_solver_2m",
                "dpm_solver_3m")
 ODE = ("ode_euler_denoise", "ode_heun", "likelihood")
+# Each case costs two compilations in the subprocess: by default every sampler once, on both SDEs,
+# with churn, per-example t_init, eta = 1, the multistep history and denoising; the deterministic
+# Heun / DDIM / 2M variants of the same frames and the fixed-step Heun ODE run with -m slow.
+SLOW = ("edm_heun", "ddim", "dpm_solver_2m", "ode_heun")
 
 SHARDING_SCRIPT = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np
@@ -69,6 +73,8 @@ SHARDING_SCRIPT = textwrap.dedent("""
 
     checks = [(name, check, sampler, t_init) for name, (sampler, t_init) in cases.items()]
     for name, run_check, sampler, t_init in checks + [("likelihood", check_likelihood, None, None)]:
+        if name not in NAMES:
+            continue
         try:
             run_check(name, sampler, t_init)
             print("OK", name, flush=True)
@@ -77,10 +83,9 @@ SHARDING_SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.fixture(scope="module")
-def sharded_results(run_on_four_devices) -> dict[str, str]:
-    """sampler name -> "OK" or the failed check, from one 4-device subprocess."""
-    out = run_on_four_devices(SHARDING_SCRIPT, timeout=300)
+def _run(run_on_four_devices, names) -> dict[str, str]:
+    """sampler name -> "OK" or the failed check, from one 4-device subprocess running `names`."""
+    out = run_on_four_devices(f"NAMES = {list(names)!r}\n" + SHARDING_SCRIPT, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr[-3000:]
     results = {}
     for line in out.stdout.splitlines():
@@ -89,11 +94,30 @@ def sharded_results(run_on_four_devices) -> dict[str, str]:
     return results
 
 
-@pytest.mark.parametrize("name", SIGMA_SPACE)
-def test_sigma_space_samplers_keep_batch_sharded_and_match_one_device(sharded_results, name):
-    assert sharded_results.get(name) == "OK", sharded_results.get(name)
+@pytest.fixture(scope="module")
+def default_results(run_on_four_devices) -> dict[str, str]:
+    return _run(run_on_four_devices, [n for n in (*SIGMA_SPACE, *ODE) if n not in SLOW])
 
 
-@pytest.mark.parametrize("name", ODE)
-def test_fixed_step_ode_sampler_and_likelihood_keep_batch_sharded_and_match_one_device(sharded_results, name):
-    assert sharded_results.get(name) == "OK", sharded_results.get(name)
+@pytest.fixture(scope="module")
+def slow_results(run_on_four_devices) -> dict[str, str]:
+    return _run(run_on_four_devices, SLOW)
+
+
+def _check(request, name):
+    results = request.getfixturevalue("slow_results" if name in SLOW else "default_results")
+    assert results.get(name) == "OK", results.get(name)
+
+
+def _by_group(names):
+    return [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in names]
+
+
+@pytest.mark.parametrize("name", _by_group(SIGMA_SPACE))
+def test_sigma_space_samplers_keep_batch_sharded_and_match_one_device(request, name):
+    _check(request, name)
+
+
+@pytest.mark.parametrize("name", _by_group(ODE))
+def test_fixed_step_ode_sampler_and_likelihood_keep_batch_sharded_and_match_one_device(request, name):
+    _check(request, name)

@@ -1,6 +1,13 @@
 """The `score-sde` CLI end to end on the digits: train a tiny model, then sample, likelihood,
 evaluate and encode from its checkpoint, each a `python -m scripts.main` process as a user runs
-it, checking the files each mode writes; a bad override fails before any work."""
+it, checking the files each mode writes; a bad override fails before any work.
+
+The refusals on the trained workdir (a changed model, a misspelled split, a missing weights file)
+are in-process calls of `scripts.main.main`, as in test_cli_errors.py: each fails before any model
+is built, so a fresh process (~5 s of CPU to import jax) would only time the imports; one bad
+override still runs as its own process, for the exit status and stderr a user sees."""
+import contextlib
+import io
 import json
 import os
 import pathlib
@@ -32,6 +39,36 @@ def score_sde(mode: str, workdir: pathlib.Path, *extra: str, overrides=OVERRIDES
     argv = [sys.executable, "-m", "scripts.main", mode, CONFIG, f"--workdir={workdir}",
             *[f"--config.{o}" for o in overrides], *extra]
     return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+def score_sde_in_process(mode: str, workdir: pathlib.Path, *extra: str, overrides=OVERRIDES) -> tuple[int, str]:
+    """`score_sde` as an in-process call of `scripts.main.main`: `(exit status, stderr)`."""
+    from scripts import main as cli
+
+    argv = ["score-sde", mode, CONFIG, f"--workdir={workdir}", *[f"--config.{o}" for o in overrides], *extra]
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        with pytest.raises(SystemExit) as exited:
+            cli.main(argv)
+    return exited.value.code, err.getvalue()
+
+
+@pytest.fixture
+def cache_in_tmp(workdir, monkeypatch):
+    """In-process calls write their caches where the subprocesses do, not in the user's."""
+    monkeypatch.setenv("SCORE_SDE_CACHE", str(workdir.parent / "cache"))
+
+
+@pytest.fixture(scope="module")
+def classifier_dir(tmp_path_factory):
+    """A briefly trained digits classifier (keeps the tests fast): the modes load it instead of
+    training one."""
+    from configs import load_config
+    from training import digits_classifier
+
+    path = tmp_path_factory.mktemp("classifier")
+    digits_classifier.get_or_train(path, load_config(REPO / "configs" / "digits.py"), steps=10)
+    return path
 
 
 def run_ok(mode: str, workdir: pathlib.Path, *extra: str) -> dict | None:
@@ -70,7 +107,7 @@ def test_sample_writes_png_grid_and_npz(workdir):
         assert grid.size[0] > 8 and grid.size[1] > 8
 
 
-def test_sample_seeds_writes_each_seed_once_whatever_the_batch_size(workdir):
+def test_sample_seeds_writes_each_seed_once_whatever_the_batch_size(workdir, cache_in_tmp):
     record = run_ok("sample", workdir, "--seeds=0-4")
     out = workdir / "samples" / f"seeds_ddim_step{TRAIN_STEPS}"
     assert (record["written"], record["seeds"], record["checkpoint_step"], record["nfe"]) == (5, "0-4", TRAIN_STEPS, 4)
@@ -81,8 +118,8 @@ def test_sample_seeds_writes_each_seed_once_whatever_the_batch_size(workdir):
     assert (again["written"], again["skipped_existing"]) == (2, 3)  # seeds 2 and 5 only
     np.testing.assert_allclose(np.load(out / "000000" / "000002.npy"), first[2], rtol=1e-5, atol=1e-5)
     assert again["sampler_options"]["num_steps"] == 4
-    other = score_sde("sample", workdir, "--seeds=0-1", "--config.sampling.eta=1.0")  # never mixed into one folder
-    assert other.returncode == 2 and "holds samples of another run" in other.stderr, other.stderr[-2000:]
+    status, err = score_sde_in_process("sample", workdir, "--seeds=0-1", "--config.sampling.eta=1.0")
+    assert status == 2 and "holds samples of another run" in err, err[-2000:]  # never mixed into one folder
 
 
 def test_likelihood_writes_bits_per_dim_json(workdir):
@@ -95,13 +132,7 @@ def test_likelihood_writes_bits_per_dim_json(workdir):
     assert stored["nfe"] > 0
 
 
-def test_evaluate_writes_digits_fid_kid_and_bpd(workdir, tmp_path):
-    from configs import load_config
-    from training import digits_classifier
-
-    classifier_dir = tmp_path / "classifier"
-    # A briefly trained classifier keeps the test fast; the mode loads it instead of training one.
-    digits_classifier.get_or_train(classifier_dir, load_config(REPO / "configs" / "digits.py"), steps=10)
+def test_evaluate_writes_digits_fid_kid_and_bpd(workdir, classifier_dir):
     record = run_ok("evaluate", workdir, f"--classifier_dir={classifier_dir}", "--num_samples=8",
                     "--max_examples=4")
     path = workdir / "eval" / f"metrics_step{TRAIN_STEPS}.json"
@@ -127,15 +158,15 @@ def test_evaluate_with_inception_weights_reports_fid_kid_and_inception_score(wor
 
 
 @pytest.mark.parametrize("mode", ["train", "sample"])
-def test_a_changed_model_is_refused_with_a_message_and_nothing_is_touched(workdir, mode):
+def test_a_changed_model_is_refused_with_a_message_and_nothing_is_touched(workdir, cache_in_tmp, mode):
     def snapshot():
         return {p: p.stat().st_mtime_ns for p in workdir.rglob("*") if p.is_file()}
 
     before = snapshot()
-    result = score_sde(mode, workdir, "--config.model.hidden_dims=(48,48)")
-    last = result.stderr.strip().splitlines()[-1]
-    assert result.returncode == 1 and last.startswith(f"score-sde {mode}: "), result.stderr[-2000:]
-    assert "Traceback" not in result.stderr
+    status, err = score_sde_in_process(mode, workdir, "--config.model.hidden_dims=(48,48)")
+    last = err.strip().splitlines()[-1]
+    assert status == 1 and last.startswith(f"score-sde {mode}: "), err[-2000:]
+    assert "Traceback" not in err
     assert "hidden_dims" in last or "shape" in last, last
     assert snapshot() == before
 
@@ -148,24 +179,24 @@ def test_a_changed_model_is_refused_with_a_message_and_nothing_is_touched(workdi
     ("likelihood", ["--config.eval.bpd_dataset=validation"],
      "score-sde likelihood: eval.bpd_dataset='validation' cannot be read from data set 'digits': Unknown split 'validation'."),
 ])
-def test_a_misspelled_split_is_named_before_any_work(workdir, mode, extra, message):
-    result = score_sde(mode, workdir, *extra)
-    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith(message), result.stderr
+def test_a_misspelled_split_is_named_before_any_work(workdir, cache_in_tmp, mode, extra, message):
+    status, err = score_sde_in_process(mode, workdir, *extra)
+    assert status == 2 and err.strip().splitlines()[-1].startswith(message), err
 
 
 @pytest.mark.parametrize("weights, message", [
     (None, "score-sde evaluate: --feature_extractor=inception needs --inception_weights=<.npz>"),
     ("missing.npz", "score-sde evaluate: Inception weights file"),
 ])
-def test_evaluate_with_inception_names_a_missing_weights_file(workdir, weights, message):
+def test_evaluate_with_inception_names_a_missing_weights_file(workdir, cache_in_tmp, weights, message):
     extra = ["--feature_extractor=inception"] + ([f"--inception_weights={workdir / weights}"] if weights else [])
 
     def written():
         return sorted(p.name for p in (workdir / "eval").iterdir()) if (workdir / "eval").exists() else []
 
     before = written()
-    result = score_sde("evaluate", workdir, *extra)
-    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith(message), result.stderr
+    status, err = score_sde_in_process("evaluate", workdir, *extra)
+    assert status == 2 and err.strip().splitlines()[-1].startswith(message), err
     assert written() == before
 
 
@@ -181,17 +212,23 @@ def test_encode_writes_latents_and_reconstruction(workdir, tmp_path):
     assert np.isfinite(summary["round_trip_max_abs_error"]) and summary["nfe"] > 0
 
 
-@pytest.mark.parametrize("override, message", [
+@pytest.mark.parametrize("override, message, in_process", [
     ("--config.training.batch_sise=4",
      "score-sde train: invalid config: unknown config key 'training.batch_sise' "
-     "(did you mean 'training.batch_size'?)"),
-    ("--config.model.nf=wide", "score-sde train: invalid config: config key 'model.nf' must be int, got 'wide'"),
-])
-def test_bad_override_fails_before_any_work(tmp_path, override, message):
+     "(did you mean 'training.batch_size'?)", False),
+    ("--config.model.nf=wide", "score-sde train: invalid config: config key 'model.nf' must be int, got 'wide'",
+     True),
+], ids=["process", "in_process"])
+def test_bad_override_fails_before_any_work(tmp_path, override, message, in_process):
     workdir = tmp_path / "never"
-    result = score_sde("train", workdir, override, overrides=())
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == message
+    if in_process:
+        status, err = score_sde_in_process("train", workdir, override, overrides=())
+    else:
+        result = score_sde("train", workdir, override, overrides=())
+        status, err = result.returncode, result.stderr
+        assert "Traceback" not in err
+    assert status == 2
+    assert err.strip().splitlines()[-1] == message
     assert not workdir.exists()
 
 
@@ -222,18 +259,18 @@ def test_trained_digits_model_encodes_and_decodes_within_solver_tolerance(tmp_pa
     assert summary["round_trip_max_abs_error"] < 1e-2, summary
 
 
-def test_demo_trains_samples_and_reports_where_everything_was_written(tmp_path):
-    """README command one, on a budget of seconds: train, grid, digits-FID/KID and bits/dim."""
-    from configs import load_config
-    from training import digits_classifier
-
-    classifier_dir = tmp_path / "classifier"
-    digits_classifier.get_or_train(classifier_dir, load_config(REPO / "configs" / "digits.py"), steps=10)
+def test_demo_trains_samples_and_reports_where_everything_was_written(tmp_path, classifier_dir):
+    """README command one, on a budget of seconds and with the demo config's network and sampler
+    shrunk (its 512-wide MLP and 250-step sampler only cost compile and run time here): train, grid,
+    digits-FID/KID and bits/dim."""
+    small = ["model.hidden_dims=(32,32)", "model.nf=16", "training.batch_size=16", "sampling.method=ddim",
+             "sampling.num_steps=4", "sampling.rtol=1e-3", "sampling.atol=1e-3", "eval.batch_size=8"]
     workdir = tmp_path / "demo"
     env = dict(os.environ, JAX_PLATFORMS="cpu", SCORE_SDE_CACHE=str(tmp_path / "cache"),
                JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir or "",
                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.5")
     result = subprocess.run([sys.executable, "-m", "scripts.main", "demo", f"--workdir={workdir}",
+                             f"--config={REPO / 'configs' / 'digits_demo.py'}", *[f"--config.{o}" for o in small],
                              "--demo_train_minutes=0.05", "--num_samples=16", "--max_examples=4",
                              f"--classifier_dir={classifier_dir}"], cwd=REPO, env=env, capture_output=True,
                             text=True, timeout=600)

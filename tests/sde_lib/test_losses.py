@@ -85,10 +85,18 @@ def _check_minimum_and_curvature(loss, minimum, excess, x, rng):
     return base
 
 
-@pytest.mark.parametrize("sde", SDES, ids=repr)
-@pytest.mark.parametrize(("likelihood_weighting", "importance_sampling", "eps"),
-                         [(False, False, 1e-5), (False, False, 0.1), (True, False, 0.05), (True, True, 0.05)],
-                         ids=["unweighted", "unweighted-eps0.1", "likelihood", "likelihood-importance"])
+WEIGHTINGS = {"unweighted": (False, False, 1e-5), "unweighted-eps0.1": (False, False, 0.1),
+              "likelihood": (True, False, 0.05), "likelihood-importance": (True, True, 0.05)}
+# Each case compiles its own loss (about 4 s). By default importance sampling on every SDE (each has
+# its own closed-form density of t) and each other weighting on one SDE; all twelve with -m slow.
+DEFAULT_LOSS_CASES = {("unweighted", "VPSDE"), ("unweighted-eps0.1", "VESDE"), ("likelihood", "subVPSDE")}
+
+
+@pytest.mark.parametrize(("sde", "likelihood_weighting", "importance_sampling", "eps"), [
+    pytest.param(sde, *weighting, id=f"{name}-{sde!r}",
+                 marks=() if name == "likelihood-importance" or (name, type(sde).__name__) in DEFAULT_LOSS_CASES
+                 else pytest.mark.slow)
+    for name, weighting in WEIGHTINGS.items() for sde in SDES])
 def test_dsm_loss_is_minimised_by_the_exact_score(x64, sde, likelihood_weighting, importance_sampling, eps):
     data_key, loss_key = jax.random.split(jax.random.key(0))
     x = _data().sample(data_key, N, dtype=jnp.float64)

@@ -54,7 +54,9 @@ def _z_scores(samples, mean, var):
     return z_mean, z_var
 
 
-@pytest.mark.parametrize("sde", SDES, ids=repr)
+# Each SDE class with its default schedule by default; the other schedules (the same formulas) with -m slow.
+@pytest.mark.parametrize("sde", [pytest.param(sde, marks=() if i % 2 == 0 else pytest.mark.slow)
+                                 for i, sde in enumerate(SDES)], ids=repr)
 def test_marginal_prob_matches_euler_maruyama_simulation(x64, sde):
     rng = jax.random.key(0)
     init_key, rng = jax.random.split(rng)

@@ -41,6 +41,7 @@ The default run trains the VP case; sub-VP, VE, EDM, data-scaled-twice and the c
 run with `-m slow` (each trains its own model: minutes on 2 CPU cores).
 """
 import jax
+import jax.numpy as jnp
 import pytest
 from learning_toy import (
     make_measure,
@@ -78,11 +79,27 @@ def _measure(case: str, model, score_fn_of=None):
     return make_measure(model, score_fn_of, times=tuple(BOUNDS[case]["score"]))
 
 
+def _measure_with_a_label_switch(case: str, model):
+    """`measure(params, wrong_labels=False)`: the learning metrics of the model's score or, with
+    `wrong_labels`, of `wrong_noise_labels(model)`. The switch is a traced flag (`lax.cond`, one
+    branch runs), so the trained, raw, untrained and mislabelled measurements share one
+    compilation of the measured program (sampler, likelihood solve), the bulk of their cost."""
+    wrong_of = wrong_noise_labels(model)
+
+    def score_fn_of(args):
+        params, wrong = args
+        right_fn, wrong_fn = model.score_fn(params), wrong_of(params)
+        return lambda x, t: jax.lax.cond(wrong, wrong_fn, right_fn, x, t)
+
+    measure = _measure(case, model, score_fn_of)
+    return lambda params, wrong_labels=False: measure((params, jnp.asarray(wrong_labels)))
+
+
 @pytest.fixture(scope="module", params=["vp", *(pytest.param(case, marks=pytest.mark.slow)
                                                 for case in ("subvp", "ve", "edm"))])
 def trained(request):
     model = train(request.param)
-    return request.param, model, _measure(request.param, model)
+    return request.param, model, _measure_with_a_label_switch(request.param, model)
 
 
 def test_trained_mlp_matches_the_exact_score_samples_and_likelihood(trained):
@@ -103,7 +120,7 @@ def test_wrong_noise_labels_and_the_untrained_network_fail_the_bounds(trained):
     case, model, measure = trained
     if case not in ("vp", "edm"):
         pytest.skip("measured for VP and EDM")
-    assert not _within(case, _measure(case, model, wrong_noise_labels(model))(model.state.ema_params))
+    assert not _within(case, measure(model.state.ema_params, wrong_labels=True))
     # EDM's c_skip keeps an untrained network's samples near the data's scale (sliced W2 0.59)
     untrained = measure(model.init_params)
     assert not _within(case, untrained) and untrained["sliced_w2"] > 3 * BOUNDS[case]["sliced_w2"]

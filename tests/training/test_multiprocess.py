@@ -40,7 +40,8 @@ def _command(mode: str, workdir: pathlib.Path, *extra: str) -> list[str]:
 def _start(mode: str, workdir: pathlib.Path, *extra: str, processes: int = 2) -> list[subprocess.Popen]:
     """`processes` copies of the command as the hosts of one run (one process: no cluster)."""
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO))
-    env.pop("XLA_FLAGS", None)
+    # The suite's fast-compile flag (tests/conftest.py) and no forced device count.
+    env["XLA_FLAGS"] = "--xla_llvm_disable_expensive_passes=true"
     cluster = {}
     if processes > 1:
         cluster = {"JAX_COORDINATOR_ADDRESS": f"localhost:{_free_port()}", "JAX_NUM_PROCESSES": str(processes)}
