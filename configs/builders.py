@@ -86,8 +86,8 @@ def build_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransfor
 
 
 # Sampling keys whose "unset" value keeps the sampler's own default (its schedule, the SDE's
-# noise range, its step count).
-_UNSET_SAMPLING = ("schedule", "sigma_min", "sigma_max", "num_steps")
+# noise range, its step count, its multistep order).
+_UNSET_SAMPLING = ("schedule", "sigma_min", "sigma_max", "num_steps", "order")
 
 
 def sampler_options(config: ml_collections.ConfigDict, cls: type) -> dict:

@@ -47,7 +47,8 @@ def get_default_config() -> ml_collections.ConfigDict:
     sampling.solver = "tsit5"  # ode: a key of samplers.ode.SOLVERS (adaptive unless num_steps > 0)
     sampling.max_steps = 4096  # ode: most solver steps
     sampling.eta = 0.0  # ddim / dpm_solver_sde: 0 deterministic, 1 DDPM-like noise / the reverse SDE
-    sampling.order = 2  # dpm_solver / dpm_solver_sde / unipc / lms: 1, 2 or 3 (multistep order)
+    sampling.order = 0  # dpm_solver / dpm_solver_sde / unipc / lms / ipndm multistep order; 0: the sampler's own
+    sampling.variable_step = False  # ipndm: True: Adams-Bashforth weights for the actual steps (ipndm_v)
     sampling.schedule = ""  # ddim / dpm_solver / edm_heun noise levels: karras | log_snr | uniform_t; "": the sampler's own
     sampling.rho = 7.0  # the karras schedule's exponent
     sampling.sigma_min = 0.0  # ddim / dpm_solver / edm_heun noise range; 0: the SDE's

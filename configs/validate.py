@@ -25,7 +25,6 @@ from models.build import DTYPES
 from models.layers import ACTIVATIONS, CONV_IMPLS
 from models.ncsnpp import CHOICES as NCSNPP_CHOICES
 from models.preconditioning import PRECONDITIONERS
-from samplers.dpm_solver import ORDERS
 from samplers.ode import ADAPTIVE, SOLVERS
 from samplers.sigma_schedule import SCHEDULES
 
@@ -56,7 +55,7 @@ def choices() -> dict[str, tuple]:
         "sampling.corrector": tuple(samplers.CORRECTORS.names()),
         "sampling.solver": tuple(SOLVERS),
         "sampling.schedule": ("", *SCHEDULES),  # "": each sampler's own
-        "sampling.order": ORDERS,
+        "sampling.order": (0, 1, 2, 3, 4),  # 0: the sampler's own; each sampler accepts some
         "sampling.guidance": ("classifier", "cfg", "none"),
     }
 CLASS_CONDITIONAL_MODELS = ("ddpm", "mlp", "ncsnpp")  # the networks with a label embedding

@@ -28,8 +28,8 @@ colorization, guidance, denoise, edit and encode):
 - Schedules (time grids, noise levels, DPM-Solver coefficients) are built on the host in float64 and
   cast once, when the start time is known on the host (always from the prior); a traced or
   per-example `t_init` builds them on device.
-- Trajectories: `pc` and the sigma-space solvers (`ddim`, `edm_heun`, `dpm_solver`, `lms`, `unipc`,
-  `dpm_solver_sde`) take `trajectory_every=k` and then return `(samples, nfe, states)`, the state
+- Trajectories: `pc` and the sigma-space solvers (`ddim`, `edm_heun`, `dpm_solver`, `lms`, `ipndm`,
+  `unipc`, `dpm_solver_sde`) take `trajectory_every=k` and then return `(samples, nfe, states)`, the state
   after every k-th step as `[K, B, ...]` (scan outputs of the jitted chain, no host callback; the
   sigma-space solvers' states are x / alpha).
 
@@ -56,6 +56,7 @@ from samplers.ddim import DDIMSampler
 from samplers.dpm_solver import DPMSolverPPSampler
 from samplers.dpm_solver_sde import DPMSolverSDESampler
 from samplers.edm_heun import EDMHeunSampler
+from samplers.ipndm import IPNDMSampler
 from samplers.lms import LMSSampler
 from samplers.registry import CORRECTORS, PREDICTORS, SAMPLERS
 from samplers.unipc import UniPCSampler
@@ -68,7 +69,7 @@ def build_sampler(name: str, sde, **kwargs):
 
 __all__ = [
     "CORRECTORS", "PREDICTORS", "SAMPLERS", "AnnealedLangevinSampler", "DDIMSampler", "DPMSolverPPSampler",
-    "DPMSolverSDESampler", "EDMHeunSampler", "LMSSampler", "UniPCSampler", "ald", "anomaly", "build_sampler",
+    "DPMSolverSDESampler", "EDMHeunSampler", "IPNDMSampler", "LMSSampler", "UniPCSampler", "ald", "anomaly", "build_sampler",
     "common", "correctors", "denoise", "edit", "encode", "guidance", "inpainting", "likelihood", "ode", "pc",
     "predictors",
 ]

@@ -41,7 +41,9 @@ def lms_coefficients(sigmas: Array, order: int, xp=jnp) -> Array:
         basis = xp.ones_like(s)
         for k in range(order):
             if k != j:
-                factor = (s - nodes[:, k]) / (nodes[:, j] - nodes[:, k])
+                # a missing node stands at sigma_0 (clipped), possibly on node j: divide by 1 there
+                gap = xp.where(valid[:, j] & valid[:, k], nodes[:, j] - nodes[:, k], 1.0)
+                factor = (s - nodes[:, k]) / gap
                 basis = basis * xp.where(valid[:, k], factor, 1.0)
         integral = 0.5 * (hi[..., 0] - lo[..., 0]) * xp.sum(weights * basis, axis=-1)
         coefficients.append(xp.where(valid[:, j, ..., 0], integral, 0.0))

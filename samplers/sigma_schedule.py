@@ -6,7 +6,7 @@ sub-VP and VE (Karras et al. 2022, eq. 4 with s = 1, sigma(t) = t):
 
     dx_hat / dsigma = (x_hat - D(x_hat, sigma)) / sigma,   D = E[x_0 | x_hat] (the EDM denoiser).
 
-The solvers (`edm_heun`, `ddim`, `dpm_solver`, `lms`, `unipc`, `dpm_solver_sde`) step through noise
+The solvers (`edm_heun`, `ddim`, `dpm_solver`, `lms`, `ipndm`, `unipc`, `dpm_solver_sde`) step through noise
 levels sigma_0 = sigma_max > ... > sigma_{n-1} = sigma_min and a last step to sigma_n = 0, where
 x_hat is the data and alpha(t(0)) = 1 for every SDE here, so no rescaling is needed at the end.
 

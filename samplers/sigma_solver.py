@@ -1,5 +1,5 @@
-"""The frame that every sigma-space solver shares (`ddim`, `edm_heun`, `dpm_solver`, `lms`, `unipc`,
-`dpm_solver_sde`; the maths of sigma space is `samplers.sigma_schedule`).
+"""The frame that every sigma-space solver shares (`ddim`, `edm_heun`, `dpm_solver`, `lms`, `ipndm`,
+`unipc`, `dpm_solver_sde`; the maths of sigma space is `samplers.sigma_schedule`).
 
 A solver is a frozen dataclass deriving from `SigmaSpaceSolver`, with the fields sde, num_steps,
 schedule, rho, sigma_min, sigma_max, eps and sigma_data besides its own. The base supplies the checks
@@ -60,10 +60,23 @@ class SigmaSpaceSolver:
         of score evaluations per example; with `trajectory_every = k` also the states x_hat after every
         k-th step, `[num_steps // k, *shape]` (`samplers.common.finish`). `indices`: the examples'
         global indices (`samplers.common`)."""
+        return self.run(rng, score_fn, shape, x_init, t_init, self.host_schedule(x_init, t_init), indices=indices,
+                        trajectory_every=trajectory_every)
+
+    def host_schedule(self, x_init: Array | None, t_init) -> tuple | None:
+        """`(levels [num_steps + 1], coefficients)` built on the host in float64 and cast to the state's
+        dtype, or None where the start is traced or per example (then the body builds them)."""
         levels = host_sigmas(self, x_init, t_init, self.num_steps, self.rule_order)
-        host = None if levels is None else common.cast((levels, self.coefficients(levels[:, None], np)), x_init)
+        return None if levels is None else common.cast((levels, self.coefficients(levels[:, None], np)), x_init)
+
+    def run(self, rng: Array, score_fn: ScoreFn, shape: tuple[int, ...], x_init: Array | None,
+            t_init: Array | float | None, schedule: tuple | None, *, indices: Array | None = None,
+            trajectory_every: int = 0):
+        """The call on a given `host_schedule` (traced): that of another solver of this class and step
+        count that differs only in its levels (sigma_min, rho, schedule) runs this compiled program, e.g.
+        a sweep over sigma_min (`scripts/benchmark_samplers.py`)."""
         out = common.run_sampler(_sigma_space_body, self, rng, score_fn, shape, x_init, t_init, indices,
-                                 shared=host, trajectory_every=trajectory_every)
+                                 shared=schedule, trajectory_every=trajectory_every)
         return common.finish(out, self.nfe, trajectory_every)
 
 

@@ -14,7 +14,11 @@ schedule exponent rho ("best": the lowest of the sweep, rescored on all samples,
 rho = 100 is nearly log-SNR-uniform). The sweep scores each setting on the first `--sweep_samples`
 samples, then reruns its winner on all of them. The adaptive probability-flow ODE sweeps its tolerance
 instead and reports the nfe it used. The same distance between two independent exact sample sets (mean over
-`--noise_pairs` pairs) is the Monte Carlo floor: no sampler can be told apart from exact below it.
+`--noise_pairs` pairs) is the Monte Carlo floor: no sampler can be told apart from exact below it,
+and a converged solver lands anywhere within two of its standard deviations (`floor_band`), as one
+exact set against one run is one draw of that distance. `--sweep_max_nfe` limits the sweep to the
+smaller budgets (where the defaults are at the floor a sweep has nothing to find). The table ends
+with issue 12's targets (`TARGETS`), each marked met or not.
 The VE SDE spans EDM's sigma range [0.002, 80]; VP and sub-VP have their defaults.
 
 Writes `benchmark_samplers.json` (also printed to stdout as one JSON document), a log-log plot per SDE
@@ -40,6 +44,7 @@ from samplers.ddim import DDIMSampler
 from samplers.dpm_solver import DPMSolverPPSampler
 from samplers.dpm_solver_sde import DPMSolverSDESampler
 from samplers.edm_heun import EDMHeunSampler
+from samplers.ipndm import IPNDMSampler
 from samplers.lms import LMSSampler
 from samplers.ode import ODESampler
 from samplers.pc import PCSampler
@@ -52,6 +57,8 @@ flags.DEFINE_list("ode_tolerances", ["1e-2", "1e-3", "1e-4"], "rtol = atol of th
 flags.DEFINE_list("sweep_sigma_min", ["0.005", "0.02", "0.05", "0.1", "0.15", "0.25", "0.4"],
                   "Last noise levels of the sweep (with each --sweep_rho); empty: defaults only.")
 flags.DEFINE_list("sweep_rho", ["3", "7", "100"], "Karras exponents of the sweep.")
+flags.DEFINE_integer("sweep_max_nfe", 0, "Sweep only budgets up to this many evaluations (0: all); above, "
+                     "\"best\" is not run (the defaults sit at the floor there).")
 flags.DEFINE_integer("num_samples", 100_000, "Samples per sampler run (and exact samples).")
 flags.DEFINE_integer("sweep_samples", 20_000, "Samples per run of the sigma_min x rho sweep (its winner is "
                      "rerun with --num_samples).")
@@ -104,13 +111,16 @@ SIGMA_SPACE: dict[str, Callable[[sde_lib.SDE, int], object | None]] = {
     "dpm_solver_2m": lambda sde, nfe: DPMSolverPPSampler(sde, num_steps=nfe, order=2),
     "dpm_solver_3m": lambda sde, nfe: DPMSolverPPSampler(sde, num_steps=nfe, order=3),
     "lms": lambda sde, nfe: LMSSampler(sde, num_steps=nfe),
+    "ipndm": lambda sde, nfe: IPNDMSampler(sde, num_steps=nfe),
+    "ipndm_v": lambda sde, nfe: IPNDMSampler(sde, num_steps=nfe, variable_step=True),
     "unipc": lambda sde, nfe: UniPCSampler(sde, num_steps=nfe),
     "dpm_solver_2m_sde": lambda sde, nfe: DPMSolverSDESampler(sde, num_steps=nfe, order=2),
     "dpm_solver_3m_sde": lambda sde, nfe: DPMSolverSDESampler(sde, num_steps=nfe, order=3),
     # order 1, eta = 1: DDPM's ancestral step q(x_s | x_t, x_0 = D), the stochastic baseline
     "ddpm_ancestral": lambda sde, nfe: DPMSolverSDESampler(sde, num_steps=nfe, order=1),
 }
-DETERMINISTIC_ORDER = {"ddim": 1, "edm_heun": 2, "dpm_solver_2m": 2, "dpm_solver_3m": 3, "lms": 4, "unipc": 4}
+DETERMINISTIC_ORDER = {"ddim": 1, "edm_heun": 2, "dpm_solver_2m": 2, "dpm_solver_3m": 3, "lms": 4, "ipndm": 2,
+                       "ipndm_v": 4, "unipc": 4}
 OTHERS: dict[str, Callable[[sde_lib.SDE, int], object | None]] = {
     "euler_pf_ode": lambda sde, nfe: ODESampler(sde, "euler", num_steps=nfe),
     "euler_maruyama": lambda sde, nfe: PCSampler(sde, "euler_maruyama", "none", num_steps=nfe),
@@ -171,26 +181,25 @@ class Problem:
 
     def sweep(self, sampler, sigma_mins, rhos, schedule: str = "karras") -> np.ndarray:
         """Distances of `sampler` on `schedule` at each (sigma_min, rho) pair: one compiled program per
-        sampler, schedule and sample count with the pair traced, run once per pair (the same noise
-        for every pair).
-
-        A loop, not `vmap` over the grid, which would hold every pair's samples at once."""
-        run_one = _swept_program(sampler, schedule)
-        dtype = self.exact.dtype
-        return np.array([self.distance(run_one(self.run_key, self.x_init, jnp.asarray(sigma_min, dtype),
-                                               jnp.asarray(rho, dtype)))
-                         for sigma_min, rho in zip(np.atleast_1d(sigma_mins), np.atleast_1d(rhos), strict=True)])
+        sampler and sample count, given each pair's host schedule (`SigmaSpaceSolver.run`), run once per
+        pair (the same noise for every pair)."""
+        run_one = _swept_program(sampler)
+        distances = []
+        for sigma_min, rho in zip(np.atleast_1d(sigma_mins), np.atleast_1d(rhos), strict=True):
+            swept = dataclasses.replace(sampler, schedule=schedule, sigma_min=float(sigma_min), rho=float(rho))
+            distances.append(self.distance(run_one(self.run_key, self.x_init,
+                                                   swept.host_schedule(self.x_init, None))))
+        return np.array(distances)
 
 
 @functools.cache
-def _swept_program(sampler, schedule: str):
-    """`sampler` on `schedule` as a jitted function of (key, x_init, sigma_min, rho)."""
+def _swept_program(sampler):
+    """`sampler` as a jitted function of (key, x_init, host schedule)."""
     score_fn = mixture_score_fn(sampler.sde)
 
     @jax.jit
-    def run_one(key, x_init, sigma_min, rho):
-        swept = dataclasses.replace(sampler, schedule=schedule, sigma_min=sigma_min, rho=rho)
-        return swept(key, score_fn, x_init.shape, x_init=x_init)[0]
+    def run_one(key, x_init, schedule):
+        return sampler.run(key, score_fn, x_init.shape, x_init, None, schedule)[0]
 
     return run_one
 
@@ -259,7 +268,7 @@ def benchmark_sde(problem: Problem, sde_name: str, names: list[str], budgets: li
             peer_distance = float(problem.sweep(sampler, peer["sigma_min"], peer.get("rho", 7.0), peer["schedule"])[0])
             record({"sampler": name, "setting": "peer", "nfe": nfe, "sliced_w1": _finite(peer_distance), **peer,
                     "seconds": time.perf_counter() - start})
-            if not grid[0].size:
+            if not grid[0].size or 0 < FLAGS.sweep_max_nfe < budget:
                 continue
             start = time.perf_counter()
             swept = sweep_problem.sweep(sampler, *grid)
@@ -274,9 +283,19 @@ def benchmark_sde(problem: Problem, sde_name: str, names: list[str], budgets: li
     return results
 
 
-def summary(results: list[dict], floor: float) -> dict:
-    """Per SDE and nfe: the best sampler at its defaults and at its peers' settings; per SDE: whether
-    each deterministic solver of order >= 2 is within 1.5x the Monte Carlo floor at the largest budget."""
+def floor_band(noise: dict) -> float:
+    """The largest distance a sampler run can show and still not be told apart from exact sampling: the
+    exact-vs-exact mean plus two standard deviations (a run scored against the one exact set is one
+    draw of that distance, so a converged solver lands anywhere in it)."""
+    return noise["mean"] + 2.0 * noise["std"]
+
+
+def summary(results: list[dict], band: float, budgets: list[int]) -> dict:
+    """Per SDE and budget: the best sampler at its defaults and at its peers' settings (runs of fewer
+    evaluations count for the next budget up, `_column`); per SDE: whether each deterministic solver of
+    order >= 2 is in the floor band (`floor_band`) at the largest budget, and their lowest distance
+    there (the limit they converge to: the exact flow of the shared prior draw, itself one draw of the
+    floor's distribution) and spread."""
     out = {}
     for sde_name in dict.fromkeys(r["sde"] for r in results):
         rows = {setting: [r for r in results if r["sde"] == sde_name and r["setting"] == setting
@@ -285,14 +304,52 @@ def summary(results: list[dict], floor: float) -> dict:
         best = {}
         for setting, chosen in rows.items():
             best[f"best_{setting}"] = {
-                str(nfe): {k: top[k] for k in ("sampler", "sliced_w1")}
-                for nfe in sorted({r["nfe"] for r in chosen})
-                for top in [min((r for r in chosen if r["nfe"] == nfe), key=lambda r: r["sliced_w1"])]}
-        largest = max((r["nfe"] for r in rows["default"]), default=0)
-        floor_band = {name: next((r["sliced_w1"] <= 1.5 * floor for r in rows["default"]
-                                  if r["sampler"] == name and r["nfe"] == largest), None)
-                      for name, order in DETERMINISTIC_ORDER.items() if order >= 2}
-        out[sde_name] = {**best, f"order2_in_floor_band_at_{largest}": floor_band}
+                str(budget): {k: top[k] for k in ("sampler", "sliced_w1", "nfe")}
+                for budget in budgets
+                if any(_column(r["nfe"], budgets) == budget for r in chosen)
+                for top in [min((r for r in chosen if _column(r["nfe"], budgets) == budget),
+                                key=lambda r: r["sliced_w1"])]}
+        largest = max(budgets)
+        in_band = {name: next((r["sliced_w1"] <= band for r in rows["default"]
+                               if r["sampler"] == name and _column(r["nfe"], budgets) == largest), None)
+                   for name, order in DETERMINISTIC_ORDER.items() if order >= 2}
+        final = [r["sliced_w1"] for r in rows["default"] if _column(r["nfe"], budgets) == largest
+                 and DETERMINISTIC_ORDER.get(r["sampler"], 0) >= 2]
+        out[sde_name] = {**best, f"order2_in_floor_band_at_{largest}": in_band,
+                         f"order2_limit_at_{largest}": min(final, default=None),
+                         f"order2_spread_at_{largest}": max(final) - min(final) if final else None}
+    return out
+
+
+TARGETS = {5: 0.3, 10: 0.08, 20: 0.018}
+"""Issue 12's bounds on the best sliced W1 with default settings on VE per budget (1.5x under VP and
+sub-VP), besides every deterministic order >= 2 solver in the floor band at the largest budget."""
+
+
+def targets(summary_by_sde: dict, band: float) -> list[dict]:
+    """Each of issue 12's targets with the measured value and whether it is met."""
+    out = []
+    for sde_name, s in summary_by_sde.items():
+        factor = 1.0 if sde_name == "vesde" else 1.5
+        for budget, bound in TARGETS.items():
+            top = s["best_default"].get(str(budget))
+            if top is not None:
+                out.append({"target": f"{sde_name}: best default at {budget} nfe <= {factor * bound:.3g}",
+                            "value": f"{top['sliced_w1']:.4f} ({top['sampler']})",
+                            "met": top["sliced_w1"] <= factor * bound})
+        key = next(k for k in s if k.startswith("order2_in_floor_band_at_"))
+        largest = key.rsplit("_", 1)[1]
+        outside = [name for name, ok in s[key].items() if not ok]
+        out.append({"target": f"{sde_name}: every deterministic solver of order >= 2 <= {band:.4f} (floor band) "
+                              f"at {largest} nfe",
+                    "value": "all in" if not outside else "outside or not run: " + ", ".join(outside),
+                    "met": not outside})
+        limit, spread = s[f"order2_limit_at_{largest}"], s[f"order2_spread_at_{largest}"]
+        if limit is not None:
+            out.append({"target": f"{sde_name}: the same solvers converged at {largest} nfe (within 5% of their "
+                                  f"common limit, the exact flow of this prior draw)",
+                        "value": f"limit {limit:.4f} ({limit / band:.2f}x the floor band), spread {spread:.4f}",
+                        "met": spread <= 0.05 * limit})
     return out
 
 
@@ -304,11 +361,18 @@ def _column(nfe: int, budgets: list[int]) -> int | None:
     return min((b for b in budgets if b >= nfe), default=None)
 
 
-def markdown_table(results: list[dict], floor: float, budgets: list[int]) -> str:
-    """README table: sliced W1 per sampler (rows) and nfe (columns), `default / peer / best`, per SDE."""
-    lines = []
+def markdown_table(report: dict, budgets: list[int]) -> str:
+    """README table: sliced W1 per sampler (rows) and nfe (columns), `default / peer / best`, per SDE;
+    the adaptive ODE's (nfe, W1) per tolerance; the targets, met or not."""
+    results, noise = report["results"], report["noise_floor"]
+    band = floor_band(noise)
+    lines = [f"{report['num_samples']} samples per run; Monte Carlo floor (exact vs exact, {noise['pairs']} pairs) "
+             f"{noise['mean']:.4f} +- {noise['std']:.4f}, floor band (mean + 2 std) {band:.4f}.", ""]
     for sde_name in dict.fromkeys(r["sde"] for r in results):
-        lines += [f"**{sde_name}** (Monte Carlo floor {floor:.4f}; cells: default / peer / best)", "",
+        sweep = report["sweep"][sde_name]
+        lines += [f"**{sde_name}** (cells: default / peer / best; best: the lowest of the default and the Karras "
+                  f"sweep sigma_min in {sweep['sigma_min']} x rho in {sweep['rho']}, {sweep['samples']} samples "
+                  f"each, the winner rescored on all, run up to {sweep['max_nfe']} nfe)", "",
                   "| sampler | " + " | ".join(f"{b} nfe" for b in budgets) + " |",
                   "|---|" + "---|" * len(budgets)]
         for name in dict.fromkeys(r["sampler"] for r in results if r["sde"] == sde_name and r["sampler"] != ADAPTIVE):
@@ -319,8 +383,15 @@ def markdown_table(results: list[dict], floor: float, budgets: list[int]) -> str
                 cells.append(" / ".join("-" if found.get(setting) is None else f"{found[setting]:.3f}"
                                         for setting in SETTINGS if setting in found or setting == "default"))
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        adaptive = [f"rtol {r['rtol']:g}: {r['nfe']} nfe, {r['sliced_w1']:.3f}" for r in results
+                    if r["sde"] == sde_name and r["sampler"] == ADAPTIVE and r["sliced_w1"] is not None]
+        if adaptive:
+            lines += ["", f"{ADAPTIVE} (adaptive probability-flow ODE, rtol = atol): " + "; ".join(adaptive) + "."]
         lines.append("")
-    return "\n".join(lines)
+    lines += ["**Targets** (issue 12)", ""]
+    lines += [f"- {'met' if t['met'] else 'NOT met'}: {t['target']}: {t['value']}"
+              for t in targets(report["summary"], band)]
+    return "\n".join(lines) + "\n"
 
 
 def plot(results: list[dict], floor: float, path: pathlib.Path) -> None:
@@ -358,11 +429,11 @@ def plot(results: list[dict], floor: float, path: pathlib.Path) -> None:
 def write_outputs(report: dict, budgets: list[int], out: pathlib.Path) -> None:
     """The JSON report, README table and plot of `report` into `out`."""
     (out / "benchmark_samplers.json").write_text(json.dumps(report, indent=1))
-    (out / "benchmark_samplers.md").write_text(markdown_table(report["results"], report["noise_floor"]["mean"], budgets))
+    (out / "benchmark_samplers.md").write_text(markdown_table(report, budgets))
     plot(report["results"], report["noise_floor"]["mean"], out / "benchmark_samplers.png")
 
 
-def merge(paths: list[str]) -> dict:
+def merge(paths: list[str], budgets: list[int]) -> dict:
     """One report from reports of the same samples (seed, sizes), e.g. one per SDE."""
     reports = []
     for path in paths:
@@ -374,11 +445,12 @@ def merge(paths: list[str]) -> dict:
     for path, report in zip(paths[1:], reports[1:], strict=True):
         if any(report.get(k) != reports[0].get(k) for k in keys):
             raise app.UsageError(f"--merge: {path} differs from {paths[0]} in one of {', '.join(keys)}")
-    merged = {**reports[0], "sdes": {}, "results": []}
+    merged = {**reports[0], "sdes": {}, "sweep": {}, "results": []}
     for report in reports:
         merged["sdes"].update(report["sdes"])
+        merged["sweep"].update(report["sweep"])
         merged["results"] += report["results"]
-    merged["summary"] = summary(merged["results"], merged["noise_floor"]["mean"])
+    merged["summary"] = summary(merged["results"], floor_band(merged["noise_floor"]), budgets)
     return merged
 
 
@@ -402,7 +474,7 @@ def main(argv: list[str]) -> None:
     out = pathlib.Path(FLAGS.out)
     out.mkdir(parents=True, exist_ok=True)
     if FLAGS.merge:
-        report = merge(FLAGS.merge)
+        report = merge(FLAGS.merge, budgets)
         write_outputs(report, budgets, out)
         print(json.dumps(report))
         return
@@ -413,6 +485,8 @@ def main(argv: list[str]) -> None:
     floor, floor_std = noise_floor(noise_key, FLAGS.num_samples, FLAGS.noise_pairs, directions)
     logging.info("exact-vs-exact sliced W1: %.4f +- %.4f", floor, floor_std)
     results, sdes = [], {}
+    sweep = {"sigma_min": sigma_mins.tolist(), "rho": rhos.tolist(), "schedule": "karras",
+             "samples": FLAGS.sweep_samples, "max_nfe": FLAGS.sweep_max_nfe or max(budgets)}
     for sde_name in FLAGS.sdes:
         sde = sde_lib.build_sde(sde_name, **SDE_KWARGS.get(sde_name, {}))
         sdes[sde_name] = repr(sde)
@@ -421,10 +495,10 @@ def main(argv: list[str]) -> None:
         report = {
             "sdes": sdes, "num_samples": FLAGS.num_samples, "num_projections": FLAGS.num_projections,
             "seed": FLAGS.seed, "noise_floor": {"mean": floor, "std": floor_std, "pairs": FLAGS.noise_pairs},
-            "sweep": {"sigma_min": sigma_mins.tolist(), "rho": rhos.tolist(), "schedule": "karras",
-                      "samples": FLAGS.sweep_samples},
-            "device": str(jax.devices()[0]), "summary": summary(results, floor), "results": results,
+            "sweep": dict.fromkeys(sdes, sweep),
+            "device": str(jax.devices()[0]), "results": results,
         }
+        report["summary"] = summary(results, floor_band(report["noise_floor"]), budgets)
         write_outputs(report, budgets, out)  # after each SDE, so that a long run leaves its finished part
     print(json.dumps(report))
     logging.info("wrote %s, .md and .png", out / "benchmark_samplers.json")

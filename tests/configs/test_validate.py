@@ -167,7 +167,7 @@ def test_digits_are_grey():
     ({"sampling__method": "ode", "sampling__solver": "euler"},
      "config key 'sampling.solver' 'euler' has no error estimate for an adaptive solve: set sampling.num_steps "
      "> 0 or one of bosh3, dopri5, dopri8, heun, midpoint, tsit5"),
-    ({"sampling__order": 4}, "config key 'sampling.order' is 4; known: 1, 2, 3"),
+    ({"sampling__order": 5}, "config key 'sampling.order' is 5; known: 0, 1, 2, 3, 4"),
     ({"sampling__eta": -0.5}, "config key 'sampling.eta' must be >= 0, got -0.5"),
     ({"sampling__rho": 0.0}, "config key 'sampling.rho' must be > 0, got 0.0"),
     ({"sampling__sigma_min": 5.0, "sampling__sigma_max": 1.0},

@@ -10,11 +10,13 @@ from samplers.ddim import DDIMSampler
 from samplers.dpm_solver import DPMSolverPPSampler
 from samplers.dpm_solver_sde import DPMSolverSDESampler
 from samplers.edm_heun import EDMHeunSampler
+from samplers.ipndm import IPNDMSampler
 from samplers.lms import LMSSampler
 from samplers.sigma_schedule import few_step_sigma_min
 from samplers.unipc import UniPCSampler
 
-SOLVERS = [EDMHeunSampler, DDIMSampler, DPMSolverPPSampler, LMSSampler, UniPCSampler, DPMSolverSDESampler]
+SOLVERS = [EDMHeunSampler, DDIMSampler, DPMSolverPPSampler, LMSSampler, IPNDMSampler, UniPCSampler,
+           DPMSolverSDESampler]
 DATA = sde_lib.gaussian(jnp.zeros((2,)), jnp.eye(2))
 
 
@@ -73,3 +75,19 @@ def _setup(sampler):
     host = host_sigmas(sampler, None, None, sampler.num_steps, sampler.order)
     np.testing.assert_allclose(sigmas[:, 0], host, rtol=1e-5)
     return x, sigmas, denoiser
+
+
+def test_run_on_another_solvers_schedule_is_that_solver():
+    """`run` with the host schedule of a solver that differs only in its levels (a sigma_min / rho sweep,
+    scripts/benchmark_samplers.py) gives that solver's samples from this one's compiled program."""
+    sde = sde_lib.VESDE()
+    base = IPNDMSampler(sde, num_steps=4)
+    other = IPNDMSampler(sde, num_steps=4, sigma_min=0.3, rho=3.0)
+    x_init = jax.random.normal(jax.random.PRNGKey(1), (3, 2)) * 50.0
+    score_fn = DATA.score_fn(sde)
+    expected, _ = other(jax.random.PRNGKey(0), score_fn, (3, 2), x_init=x_init)
+    got, nfe = base.run(jax.random.PRNGKey(0), score_fn, (3, 2), x_init, None, other.host_schedule(x_init, None))
+    assert nfe == 4
+    np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-6, atol=1e-6)
+    default, _ = base(jax.random.PRNGKey(0), score_fn, (3, 2), x_init=x_init)
+    assert not np.allclose(np.asarray(default), np.asarray(expected), atol=1e-3)

@@ -1,7 +1,8 @@
 """The sigma-space solvers follow the exact probability flow of Gaussian data with their orders of
 convergence: halving the step (in their own noise schedule) divides the error by about 2 for DDIM
 (first order, Song et al. 2021a), 4 for the 2M multistep and at least 8 for 3M (Lu et al. 2022b),
-about 16 for LMS of order 4 and for UniPC-3 (its UniC corrector adds one order; Zhao et al. 2023).
+about 16 for LMS and iPNDM of order 4 (4 for iPNDM's fixed equal-step weights on Karras steps) and
+for UniPC-3 (its UniC corrector adds one order; Zhao et al. 2023).
 The stochastic DPM-Solver++ 2M / 3M SDE are checked twice. Their drift without the noise
 (s_noise = 0) is a multistep exponential integrator of the ODE dx_hat/dlambda = c (D - x_hat),
 c = 1 + eta, whose exact flow map for Gaussian data is known, so it must converge at the multistep
@@ -12,7 +13,7 @@ differing by M (a - b), and the reverse SDE's exact M is the posterior-mean gain
 S (S + sigma_T^2)^-1 / alpha_T, which they reproduce exactly for Gaussian data (their sampling
 variance is checked on the posterior in test_denoise).
 A solver that lost an order, e.g. a 2M whose correction term had a wrong coefficient, converges at
-the lower rate and fails (checked for 2M, 3M, 2M SDE and 3M SDE by perturbing one coefficient)."""
+the lower rate and fails (checked for 2M, 3M, 2M SDE, 3M SDE and iPNDM by perturbing one coefficient)."""
 import dataclasses
 
 import jax
@@ -24,6 +25,7 @@ import sde_lib
 from samplers.ddim import DDIMSampler
 from samplers.dpm_solver import DPMSolverPPSampler
 from samplers.dpm_solver_sde import DPMSolverSDESampler
+from samplers.ipndm import IPNDMSampler
 from samplers.lms import LMSSampler
 from samplers.unipc import UniPCSampler
 
@@ -38,6 +40,10 @@ SOLVERS = {  # name: (sampler for a number of steps, least error ratio per halvi
     # LMS integrates to sigma = 0 itself (no last denoiser step): the flow map to 0 is its target
     "lms": (lambda sde, n: LMSSampler(sde, num_steps=n, order=4), 9.0, None, 1e-3),
     "unipc": (lambda sde, n: UniPCSampler(sde, num_steps=n, order=3), 9.0, None, 1e-3),
+    # iPNDM: variable-step Adams-Bashforth of order 4; the fixed equal-step weights are of order 2 on
+    # the graded Karras steps (samplers/ipndm.py)
+    "ipndm_v": (lambda sde, n: IPNDMSampler(sde, num_steps=n, variable_step=True), 9.0, None, 1e-3),
+    "ipndm": (lambda sde, n: IPNDMSampler(sde, num_steps=n), 3.5, 5.0, 3e-3),
     # The stochastic solvers' drift alone (s_noise = 0), at rates c = 1 + eta other than 2: at eta = 1
     # the denoiser of Gaussian data is constant along the noise-free path (the posterior mean is a
     # martingale), so every multistep correction vanishes and no coefficient would be tested; for
