@@ -19,8 +19,6 @@ image size and batch so that the script can be checked on a CPU; its figures mea
 """
 from __future__ import annotations
 
-import json
-import pathlib
 import time
 from collections.abc import Callable
 
@@ -32,6 +30,7 @@ from absl import app, flags, logging
 import models
 from configs import builders
 from configs.load import load_config
+from scripts import json_report
 from scripts.benchmark_train_step import benchmark
 from training.data import data_shape_of
 from training.experiment import build_experiment
@@ -137,15 +136,10 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
     batch_size = FLAGS.batch_size or (4 if FLAGS.toy else 128)
-
-    def write(result: dict) -> None:
-        if FLAGS.output:
-            pathlib.Path(FLAGS.output).write_text(json.dumps(result, indent=2) + "\n")
-
     result = run_all(batch_size=batch_size, nfe=FLAGS.nfe, repeats=FLAGS.repeats, peak_tflops=FLAGS.peak_tflops,
-                     budget_s=FLAGS.budget_s, toy=FLAGS.toy, on_case=write)
-    write(result)
-    print(json.dumps(result, indent=2))
+                     budget_s=FLAGS.budget_s, toy=FLAGS.toy,
+                     on_case=lambda partial: json_report.write(partial, FLAGS.output))
+    json_report.emit(result, FLAGS.output)
 
 
 if __name__ == "__main__":

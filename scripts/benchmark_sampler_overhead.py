@@ -16,8 +16,6 @@ processes spreads over all of them. Prints one JSON document (and writes it to `
 """
 from __future__ import annotations
 
-import json
-import pathlib
 import statistics
 import time
 
@@ -38,6 +36,7 @@ from samplers.lms import LMSSampler
 from samplers.ode import ODESampler
 from samplers.pc import PCSampler
 from samplers.unipc import UniPCSampler
+from scripts import json_report
 
 flags.DEFINE_list("configs", ["configs/vp/cifar10_ddpmpp_continuous.py", "configs/ve/cifar10_ncsnpp_continuous.py"],
                   "Config files of the networks.")
@@ -115,9 +114,8 @@ def main(_):
               "note": "wall-clock on a shared machine; calls alternate between entries", "runs": []}
     for path in FLAGS.configs:  # written after each config, so a killed run keeps what it measured
         result["runs"].append(benchmark(path, names, FLAGS.batch, FLAGS.steps, FLAGS.repeats, FLAGS.overrides))
-        if FLAGS.out:
-            pathlib.Path(FLAGS.out).write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
+        json_report.write(result, FLAGS.out)
+    json_report.emit(result, FLAGS.out)
 
 
 if __name__ == "__main__":

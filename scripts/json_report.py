@@ -6,9 +6,14 @@ import json
 import pathlib
 
 
+def write(result: dict, output: str | None) -> None:
+    """Write `result` as indented JSON to `output` (nothing if None): also for partial results,
+    written after each case of a long run so that a killed run keeps what it measured."""
+    if output:
+        pathlib.Path(output).write_text(json.dumps(result, indent=2) + "\n")
+
+
 def emit(result: dict, output: str | None = None) -> None:
     """Print `result` as indented JSON and, if `output` is given, write the same text there."""
-    text = json.dumps(result, indent=2)
-    print(text)
-    if output:
-        pathlib.Path(output).write_text(text + "\n")
+    print(json.dumps(result, indent=2))
+    write(result, output)
