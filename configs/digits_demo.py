@@ -22,6 +22,13 @@ def get_config():
     # The demo trains for a time budget: on a loaded CPU 6 minutes reach ~1000 steps, after which
     # a plain EMA at 0.999 still holds 0.999^1000 = 37% of the random initialisation.
     model.ema_warmup = True
+    # EDM's preconditioning (Karras et al. 2022): the denoiser is c_skip x + c_out F(x), so the score
+    # is the Gaussian score -x / (sigma^2 + sigma_data^2) plus the network's correction scaled by
+    # c_out, and stays near that Gaussian's away from the data. With the plain epsilon parametrisation the MLP's output grew without bound
+    # along the probability flow of an out-of-range test digit (example 200 of the test split: |x|
+    # from 6 to 1.5e4 over t in [0.5, 1]), giving it 2.4e6 bits/dim (mean 8166, median 2.49); with
+    # it, worst 4.41, mean 2.39, median 2.37 after the same 8000 steps (README).
+    model.precond = "edm"
 
     config.optim.lr = 1e-3
     config.optim.warmup = 200
