@@ -43,7 +43,8 @@ def _report(sde, seed=0):
     results = [{"sde": sde, "sampler": "ddim", "setting": setting, "nfe": 10, "sliced_w1": value}
                for setting, value in (("default", 0.1), ("peer", 0.2))]
     return {"sdes": {sde: sde}, "num_samples": 8, "num_projections": 4, "seed": seed,
-            "noise_floor": {"mean": 0.01, "std": 0.0, "pairs": 2}, "results": results}
+            "noise_floor": {"mean": 0.01, "std": 0.0, "pairs": 2}, "results": results,
+            "sweep": {sde: {"sigma_min": [], "rho": [7.0], "schedule": "karras", "samples": 8, "max_nfe": 10}}}
 
 
 # In a subprocess: the script's flags (num_samples, nfe) clash with the CLI's and benchmark_gpu's.
@@ -62,12 +63,12 @@ host = bench.sliced_w1_to(x, bench.sorted_projections(y, directions), directions
 np.testing.assert_allclose(host, float(sliced_wasserstein_1(key_p, x, y, 16)), rtol=1e-12)
 
 ve, vp, other = sys.argv[1:]
-merged = bench.merge([ve, vp])
+merged = bench.merge([ve, vp], [10])
 assert set(merged["sdes"]) == {"vesde", "vpsde"} and len(merged["results"]) == 4, merged
-assert merged["summary"]["vpsde"]["best_peer"]["10"] == {"sampler": "ddim", "sliced_w1": 0.2}, merged
-assert "| ddim | 0.100 / 0.200 |" in bench.markdown_table(merged["results"], 0.01, [10])
+assert merged["summary"]["vpsde"]["best_peer"]["10"] == {"sampler": "ddim", "sliced_w1": 0.2, "nfe": 10}, merged
+assert "| ddim | 0.100 / 0.200 |" in bench.markdown_table(merged, [10])
 try:
-    bench.merge([ve, other])
+    bench.merge([ve, other], [10])
     raise AssertionError("merged reports of different samples")
 except app.UsageError as error:
     assert "differs" in str(error), error
