@@ -48,6 +48,7 @@ def test_command_line_prints_json_with_overrides(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # eight toy-network compiles: over the suite's 300 s on a 2-core CPU
 def test_gpu_benchmark_runs_every_case_at_toy_sizes():
     from scripts.benchmark_gpu import run_all
 
