@@ -28,14 +28,13 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from samplers.lms import lms_coefficients
+from samplers.lms import lms_coefficients, multistep
 from samplers.registry import SAMPLERS
 from samplers.sigma_solver import SigmaSpaceSolver
-from sde_lib.base import SDE, Array, batch_broadcast
+from sde_lib.base import SDE, Array
 
 ADAMS_BASHFORTH = np.array([  # row k - 1: the k-th order equal-step weights of d_i, d_{i-1}, ...
     [1.0, 0.0, 0.0, 0.0],
@@ -98,16 +97,6 @@ class IPNDMSampler(SigmaSpaceSolver):
 
     def solve(self, key, x, sigmas, coefficients, denoiser):
         levels = sigmas[:-1]
-
-        def step(carry, inputs):
-            x, slopes = carry
-            sigma, weights = inputs
-            slope = (x - denoiser(x, sigma)) / batch_broadcast(sigma, x)
-            slopes = jnp.concatenate([slope[None], slopes[:-1]], axis=0)
-            x = x + sum(batch_broadcast(weights[j], x) * slopes[j] for j in range(self.order))
-            return (x, slopes), x
-
-        slopes = jnp.zeros((self.order, *x.shape), x.dtype)
-        (x, _), states = jax.lax.scan(step, (x, slopes), (levels[:-1], *coefficients))
+        x, states = multistep(x, levels[:-1], *coefficients, denoiser)
         x = denoiser(x, levels[-1])
         return x, jnp.concatenate([states, x[None]])

@@ -84,14 +84,23 @@ class LMSSampler(SigmaSpaceSolver):
         return (lms_coefficients(sigmas, self.order, xp),)
 
     def solve(self, key, x, sigmas, coefficients, denoiser):
-        def step(carry, inputs):
-            x, slopes = carry
-            sigma, weights = inputs
-            slope = (x - denoiser(x, sigma)) / batch_broadcast(sigma, x)
-            slopes = jnp.concatenate([slope[None], slopes[:-1]], axis=0)
-            x = x + sum(batch_broadcast(weights[j], x) * slopes[j] for j in range(self.order))
-            return (x, slopes), x
+        return multistep(x, sigmas[:-1], *coefficients, denoiser)
 
-        slopes = jnp.zeros((self.order, *x.shape), x.dtype)
-        (x, _), states = jax.lax.scan(step, (x, slopes), (sigmas[:-1], *coefficients))
-        return x, states
+
+def multistep(x: Array, sigmas: Array, weights: Array, denoiser) -> tuple[Array, Array]:
+    """Linear multistep in sigma: from each level of `sigmas` one step x += sum_j weights[i, j]
+    slope_{i-j}, with the slope (x - D(x, sigma)) / sigma of the ODE dx/dsigma and `weights:
+    [n, order, B]`; one `lax.scan`, one evaluation per level. Returns (x, the states after each step)."""
+    order = weights.shape[1]
+
+    def step(carry, inputs):
+        x, slopes = carry
+        sigma, step_weights = inputs
+        slope = (x - denoiser(x, sigma)) / batch_broadcast(sigma, x)
+        slopes = jnp.concatenate([slope[None], slopes[:-1]], axis=0)
+        x = x + sum(batch_broadcast(step_weights[j], x) * slopes[j] for j in range(order))
+        return (x, slopes), x
+
+    slopes = jnp.zeros((order, *x.shape), x.dtype)
+    (x, _), states = jax.lax.scan(step, (x, slopes), (sigmas, weights))
+    return x, states
